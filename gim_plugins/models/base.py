@@ -1,0 +1,232 @@
+"""Base classes of every matcher.
+
+A matcher is a ``torch.nn.Module`` with a class-level ``default_conf`` (merged strictly: unknown keys are errors),
+an ``_init(conf)`` that builds its networks, and either
+
+* ``_match(image0, image1) -> MatchResult`` (dense matchers, :class:`BaseMatcher`), or
+* ``_extract(image) -> Features`` and ``_match_features(f0, f1)`` (sparse matchers, :class:`SparseMatcher`), so that
+  pipelines over many pairs extract each image once (see :mod:`gim_plugins.features`).
+
+Images reach ``_match``/``_extract`` already normalised by :func:`gim_plugins.io.to_image_tensor`: float32
+``(3, H, W)`` RGB in [0, 1] on the CPU. Keypoints leave in the package's pixel convention (:mod:`gim_plugins.types`).
+
+Weights: ``weight_names`` lists the :data:`gim_plugins.weights.WEIGHTS` entries a matcher loads by default.
+``_load_state_dicts({name: state_dict})`` remaps and loads them strictly. ``pretrained=False`` builds random weights
+explicitly (tests, training from scratch); otherwise missing weights are an error that says how to get them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from gim_plugins.conf import Conf, merge_conf, to_plain
+from gim_plugins.io import ImageInput, to_image_tensor
+from gim_plugins.types import Features, MatchResult
+
+__all__ = ["BaseMatcher", "SparseMatcher", "WeightsArg"]
+
+log = logging.getLogger(__name__)
+
+WeightsArg = str | os.PathLike | Mapping[str, Any] | None
+"""What ``weights=`` accepts: None (the registry's default files), a file path, a :data:`WEIGHTS` name, a state dict,
+or (for matchers built from several files) a mapping ``{weight_name: path | state_dict}``."""
+
+
+class BaseMatcher(nn.Module):
+    """A two-image matcher. Subclasses set ``name``, ``default_conf`` and implement ``_init`` and ``_match``."""
+
+    name: ClassVar[str] = ""
+    default_conf: ClassVar[dict[str, Any]] = {}
+    weight_names: ClassVar[tuple[str, ...]] = ()
+    min_image_size: ClassVar[int] = 8
+    is_sparse: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        conf: Mapping[str, Any] | None = None,
+        *,
+        weights: WeightsArg = None,
+        device: str | torch.device = "cpu",
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conf: Conf = merge_conf(self.default_conf, conf, owner=f"matcher {self.name!r}")
+        self.weights_id = "none"
+        self._init(self.conf)
+        if weights is not None and not pretrained:
+            raise ValueError("pass either weights=... or pretrained=False, not both")
+        if pretrained and self.weight_names:
+            self.load_weights(weights)
+        elif self.weight_names:
+            self.weights_id = "random"
+        elif weights is not None:
+            raise ValueError(f"matcher {self.name!r} has no weights to load")
+        self.to(device)
+        self.eval()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, weights={self.weights_id!r}, conf={to_plain(self.conf)})"
+
+    # ----------------------------------------------------------------------------------------------- subclass API
+
+    @abstractmethod
+    def _init(self, conf: Conf) -> None:
+        """Build the networks from the merged conf (random weights)."""
+
+    def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Remap and strictly load ``{weight_name: raw state dict}`` (every name of ``weight_names`` is present)."""
+        raise NotImplementedError(f"{type(self).__name__} declares weight_names but does not load them")
+
+    @abstractmethod
+    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
+        """Match two float32 ``(3, H, W)`` RGB CPU images in [0, 1]; keypoints in their pixels."""
+
+    # --------------------------------------------------------------------------------------------------- public
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the matcher's parameters (CPU for matchers without any)."""
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    def load_weights(self, weights: WeightsArg = None) -> None:
+        """Load weights (see :data:`WeightsArg`) strictly; errors name the missing or unexpected keys."""
+        from gim_plugins import weights as registry
+
+        sources = self._weight_sources(weights)
+        state_dicts: dict[str, Mapping[str, torch.Tensor]] = {}
+        ids = []
+        for name, source in sources.items():
+            if isinstance(source, Mapping):
+                state_dicts[name] = source
+                ids.append(f"{name}=<state dict>")
+                continue
+            path = registry.resolve_weights(name, source)
+            if name in registry.WEIGHTS:
+                log.info("loading %s from %s (licence: %s)", name, path, registry.WEIGHTS[name].license)
+            state_dicts[name] = registry.load_state_dict_file(path)
+            ids.append(f"{name}={path.name}")
+        self._load_state_dicts(state_dicts)
+        self.weights_id = ", ".join(ids)
+
+    def _weight_sources(self, weights: WeightsArg) -> dict[str, Any]:
+        primary = self.weight_names[0]
+        if weights is None:
+            return {name: None for name in self.weight_names}
+        if isinstance(weights, Mapping) and weights and set(weights) <= set(self.weight_names):
+            return {name: weights.get(name) for name in self.weight_names}
+        if isinstance(weights, Mapping):
+            return {primary: weights, **{n: None for n in self.weight_names[1:]}}
+        from gim_plugins.weights import WEIGHTS
+
+        text = os.fspath(weights)
+        if text in WEIGHTS and not os.path.exists(text):
+            if text not in self.weight_names:
+                raise ValueError(f"matcher {self.name!r} loads {', '.join(self.weight_names)}, not {text!r}")
+            return {name: None for name in self.weight_names}
+        return {primary: text, **{n: None for n in self.weight_names[1:]}}
+
+    def match(self, image0: ImageInput, image1: ImageInput) -> MatchResult:
+        """Match two images.
+
+        Args:
+            image0: a path, an ``H×W×3`` uint8 RGB / ``H×W`` gray numpy array (16-bit, RGBA and float in [0, 1] are
+                converted), or a tensor (``C×H×W``, ``1×C×H×W``).
+            image1: the second image, any accepted form.
+
+        Returns:
+            A :class:`~gim_plugins.types.MatchResult` in pixels of the images as given, with ``timing["total"]``.
+        """
+        im0 = to_image_tensor(image0, "image0", self.min_image_size)
+        im1 = to_image_tensor(image1, "image1", self.min_image_size)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            result = self._match(im0, im1)
+        return result.with_timing(total=time.perf_counter() - start)
+
+    def forward(self, image0: ImageInput, image1: ImageInput) -> MatchResult:
+        """Same as :meth:`match` (so a matcher can be called like any module)."""
+        return self.match(image0, image1)
+
+    def _result(self, k0: torch.Tensor, k1: torch.Tensor, conf: torch.Tensor, image0: torch.Tensor,
+                image1: torch.Tensor) -> MatchResult:
+        """Build a :class:`MatchResult` for two ``(3, H, W)`` inputs."""
+        return MatchResult(k0, k1, conf, tuple(image0.shape[-2:]), tuple(image1.shape[-2:]), self.name)
+
+
+class SparseMatcher(BaseMatcher):
+    """A matcher split into a per-image extractor and a pairwise feature matcher.
+
+    Subclasses implement ``_extract(image) -> Features`` and ``_match_features(f0, f1) -> (idx0, idx1, scores)``.
+    ``extract_conf_keys`` names the conf options that change extracted features (the cache fingerprint); ``None``
+    means all of them.
+    """
+
+    is_sparse: ClassVar[bool] = True
+    extract_conf_keys: ClassVar[tuple[str, ...] | None] = None
+
+    @abstractmethod
+    def _extract(self, image: torch.Tensor) -> Features:
+        """Features of one float32 ``(3, H, W)`` RGB CPU image, keypoints in its pixels."""
+
+    @abstractmethod
+    def _match_features(self, features0: Features, features1: Features) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
+        """Indices ``(idx0, idx1)`` into the two keypoint sets and the ``(K,)`` match scores."""
+
+    def extract(self, image: ImageInput) -> Features:
+        """Detect and describe one image (any form :meth:`match` accepts)."""
+        tensor = to_image_tensor(image, "image", self.min_image_size)
+        with torch.inference_mode():
+            return self._extract(tensor)
+
+    def match_features(self, features0: Features, features1: Features) -> MatchResult:
+        """Match two feature sets produced by :meth:`extract` (or loaded from a :class:`FeatureCache`)."""
+        for label, feats in (("features0", features0), ("features1", features1)):
+            if not isinstance(feats, Features):
+                raise TypeError(f"{label}: expected Features, got {type(feats).__name__}")
+            if feats.extractor != self.name:
+                raise ValueError(f"{label} were extracted by {feats.extractor!r}; matcher {self.name!r} needs its own")
+        start = time.perf_counter()
+        if len(features0) == 0 or len(features1) == 0:
+            return MatchResult.empty(features0.image_size, features1.image_size, self.name)
+        with torch.inference_mode():
+            idx0, idx1, scores = self._match_features(features0, features1)
+        idx0, idx1 = idx0.cpu().long(), idx1.cpu().long()
+        result = MatchResult(features0.keypoints[idx0], features1.keypoints[idx1], scores.cpu(), features0.image_size,
+                             features1.image_size, self.name)
+        return result.with_timing(match=time.perf_counter() - start)
+
+    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
+        start = time.perf_counter()
+        f0, f1 = self._extract(image0), self._extract(image1)
+        extracted = time.perf_counter()
+        result = self.match_features(f0, f1)
+        return result.with_timing(extract=extracted - start)
+
+    def feature_fingerprint(self) -> str:
+        """Identifies what :meth:`extract` computes (name, extraction options, weights): the cache's guard."""
+        import json
+
+        conf = to_plain(self.conf)
+        if self.extract_conf_keys is not None:
+            conf = {k: conf[k] for k in self.extract_conf_keys}
+        return json.dumps({"extractor": self.name, "conf": conf, "weights": self.weights_id}, sort_keys=True)
+
+    def _features(self, keypoints: torch.Tensor, descriptors: torch.Tensor, scores: torch.Tensor | None,
+                  image: torch.Tensor) -> Features:
+        """Build :class:`Features` for a ``(3, H, W)`` input."""
+        if scores is None:
+            scores = torch.ones(len(keypoints))
+        return Features(keypoints, descriptors, scores, tuple(image.shape[-2:]), self.name)
