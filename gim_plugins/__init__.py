@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PIXEL_CONVENTION",
-    "Features",
     "FeatureCache",
+    "Features",
     "GeometryFit",
     "MatchResult",
     "__version__",

@@ -68,6 +68,26 @@ def _array_to_chw(array: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 
+def _tensor_to_chw(image: torch.Tensor, name: str) -> torch.Tensor:
+    """HW, CHW, 1CHW tensor → float32 CHW in [0, 1] on the CPU (C = 1, 3 or 4)."""
+    import torch
+
+    tensor = image.detach().cpu()
+    if tensor.ndim == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"{name}: expected a single image, got a batch of {tensor.shape[0]}")
+        tensor = tensor[0]
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected a (C, H, W) tensor with C in 1, 3, 4, got {tuple(image.shape)}")
+    if tensor.dtype == torch.uint8:
+        return tensor.float() / 255.0
+    if tensor.dtype == torch.bool or tensor.is_floating_point():
+        return tensor.float()
+    raise ValueError(f"{name}: unsupported tensor dtype {tensor.dtype} (use uint8 or float in [0, 1])")
+
+
 def to_image_tensor(image: ImageInput, name: str = "image", min_size: int = 1) -> torch.Tensor:
     """Convert any accepted image form into a float32 ``(3, H, W)`` RGB tensor in [0, 1] on the CPU.
 
@@ -87,23 +107,7 @@ def to_image_tensor(image: ImageInput, name: str = "image", min_size: int = 1) -
     if isinstance(image, str | os.PathLike):
         image = read_image(image)
     if isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu()
-        if tensor.ndim == 4:
-            if tensor.shape[0] != 1:
-                raise ValueError(f"{name}: expected a single image, got a batch of {tensor.shape[0]}")
-            tensor = tensor[0]
-        if tensor.ndim == 2:
-            tensor = tensor[None]
-        if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
-            raise ValueError(f"{name}: expected a (C, H, W) tensor with C in 1, 3, 4, got {tuple(image.shape)}")
-        if tensor.dtype == torch.uint8:
-            tensor = tensor.float() / 255.0
-        elif tensor.dtype == torch.bool:
-            tensor = tensor.float()
-        elif tensor.is_floating_point():
-            tensor = tensor.float()
-        else:
-            raise ValueError(f"{name}: unsupported tensor dtype {tensor.dtype} (use uint8 or float in [0, 1])")
+        tensor = _tensor_to_chw(image, name)
     else:
         array = np.asarray(image)
         if array.dtype == object or array.ndim == 0:

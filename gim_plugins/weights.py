@@ -167,7 +167,9 @@ WEIGHTS: dict[str, WeightSpec] = {
             description="GIM RoMa without DINOv2, trained on 100 h of video (hash unknown: recorded on first import)",
             license=_GIM_LICENSE,
             urls=(_GDRIVE.format("1OGNbJdw9zn5zHC4WNQ0IMqdGCS0HMUfe"),),
-            sources=("Google Drive id 1OGNbJdw9zn5zHC4WNQ0IMqdGCS0HMUfe or OneDrive; mirror HF Realcat/imcui_checkpoints",),
+            sources=(
+                "Google Drive id 1OGNbJdw9zn5zHC4WNQ0IMqdGCS0HMUfe or OneDrive; mirror HF Realcat/imcui_checkpoints",
+            ),
             requires=("dinov2_vitl14",),
         ),
         WeightSpec(
@@ -277,7 +279,9 @@ def resolve_weights(name: str, path: str | os.PathLike[str] | None = None) -> Pa
             if candidate.is_file():
                 return candidate
     where = " or ".join(str(d) for d in search_dirs())
-    raise FileNotFoundError(f"weights {name!r} ({spec.file_name}) not found in {where}. To get them: {spec.how_to_get()}")
+    raise FileNotFoundError(
+        f"weights {name!r} ({spec.file_name}) not found in {where}. To get them: {spec.how_to_get()}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- hashes
@@ -287,7 +291,7 @@ def file_hashes(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``{"size", "sha256", "git_sha1"}`` of a file, in one pass (git_sha1 = ``git hash-object``)."""
     size = os.path.getsize(path)
     sha256 = hashlib.sha256()
-    git = hashlib.sha1(f"blob {size}\0".encode())  # noqa: S324 - git's object id, not a security hash
+    git = hashlib.sha1(f"blob {size}\0".encode())
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             sha256.update(chunk)

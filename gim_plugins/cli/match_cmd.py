@@ -136,7 +136,7 @@ def run_match(
                                                                     fit_f.inliers))
     warp_png = write_png(out / f"{stem}_warp.png", draw_warp(full0.numpy(), full1.numpy(), fit_h.model))
     summary = MatchSummary(model.name or matcher, len(result), fit_f.num_inliers, seconds,
-                           {k: v for k, v in result.timing.items()}, match_png, warp_png, notes=notes)
+                           dict(result.timing), match_png, warp_png, notes=notes)
     if disparity is not None:
         from gim_plugins.datasets.motorcycle import disparity_agreement, load_disparity
 

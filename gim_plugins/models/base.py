@@ -123,19 +123,19 @@ class BaseMatcher(nn.Module):
     def _weight_sources(self, weights: WeightsArg) -> dict[str, Any]:
         primary = self.weight_names[0]
         if weights is None:
-            return {name: None for name in self.weight_names}
+            return dict.fromkeys(self.weight_names)
         if isinstance(weights, Mapping) and weights and set(weights) <= set(self.weight_names):
             return {name: weights.get(name) for name in self.weight_names}
         if isinstance(weights, Mapping):
-            return {primary: weights, **{n: None for n in self.weight_names[1:]}}
+            return {primary: weights, **dict.fromkeys(self.weight_names[1:])}
         from gim_plugins.weights import WEIGHTS
 
         text = os.fspath(weights)
         if text in WEIGHTS and not os.path.exists(text):
             if text not in self.weight_names:
                 raise ValueError(f"matcher {self.name!r} loads {', '.join(self.weight_names)}, not {text!r}")
-            return {name: None for name in self.weight_names}
-        return {primary: text, **{n: None for n in self.weight_names[1:]}}
+            return dict.fromkeys(self.weight_names)
+        return {primary: text, **dict.fromkeys(self.weight_names[1:])}
 
     def match(self, image0: ImageInput, image1: ImageInput) -> MatchResult:
         """Match two images.
