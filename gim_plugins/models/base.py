@@ -48,6 +48,9 @@ class BaseMatcher(nn.Module):
     weight_names: ClassVar[tuple[str, ...]] = ()
     min_image_size: ClassVar[int] = 8
     is_sparse: ClassVar[bool] = False
+    gim_keypoint_offset: ClassVar[float] = 0.0
+    """What to add to this matcher's keypoints to get the coordinates GIM's original code reports (0.5 for DKM,
+    RoMa and GIM's SuperPoint, which use the corner convention). Only protocol reproductions (ZEB) use it."""
 
     def __init__(
         self,
