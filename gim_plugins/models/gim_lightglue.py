@@ -1,0 +1,147 @@
+"""gim_lightglue: GIM's SuperPoint + LightGlue, weights ``gim_lightglue_100h`` (one file, two networks).
+
+Extraction (once per image; :class:`~gim_plugins.features.FeatureCache` keeps the result):
+
+1. RGB → gray with ITU-R 601 weights (GIM reads the file as gray with OpenCV: the same weights, rounded to 8 bit);
+2. squash to ``(H//8·8, W//8·8)`` with bilinear interpolation, as GIM's ``preprocess`` (no-op for multiples of 8);
+3. our SuperPoint (:mod:`gim_plugins.models._arch.superpoint`) with GIM's settings: NMS radius 3, threshold 0,
+   exactly 2048 keypoints (random padding from a generator seeded with ``padding_seed`` for every image);
+4. keypoints ``k`` (centres of the detected pixels of the squashed image) are mapped to the image as given with
+   ``(k + 0.5) · (W/w, H/h) − 0.5`` per axis. GIM reports ``k + 0.5`` and multiplies by the same factors, so our
+   keypoints are GIM's minus 0.5 (``gim_keypoint_offset``), exactly, at any size.
+
+Matching: kornia's LightGlue (``features=None, input_dim=256``: 9 layers, 4 heads; adaptive depth and width off
+(−1), filter threshold 0.1, GIM's settings) loads the ``model.*`` half strictly; the only key GIM's file lacks is
+kornia's derived ``confidence_thresholds`` buffer, kept from the freshly built module. To stay faithful, LightGlue
+sees what GIM's LightGlue sees: the keypoints are mapped back into the squashed frame in GIM's corner convention
+(``(k + 0.5) / factors``) with that frame's size ``(w, h)``, which sets the keypoint normalisation (centre
+``(w/2, h/2)``, scale ``max(w, h)/2``), as GIM's ZEB/hloc path does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from gim_plugins.conf import Conf, ConfError
+from gim_plugins.models.aliked_lightglue import LIGHTGLUE_DERIVED, load_strict_with_derived
+from gim_plugins.models.base import SparseMatcher
+from gim_plugins.types import Features
+
+__all__ = ["GIMLightGlue", "remap_gim_lightglue"]
+
+_SUPERPOINT = "superpoint."
+_LIGHTGLUE = "model."
+
+
+def remap_gim_lightglue(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Split a raw ``gim_lightglue_100h`` state dict into ``(superpoint, lightglue)`` state dicts.
+
+    The file holds 24 ``superpoint.*`` and 251 ``model.*`` tensors (GIM loads them in two strict passes, stripping
+    each prefix). A whole checkpoint ``{"state_dict": …}`` is unwrapped.
+
+    Raises:
+        ValueError: keys with neither prefix (the message names them), or a file without one of the two halves.
+    """
+    inner = state_dict.get("state_dict")
+    if isinstance(inner, Mapping):
+        state_dict = inner
+    superpoint: dict[str, torch.Tensor] = {}
+    lightglue: dict[str, torch.Tensor] = {}
+    stray = []
+    for key, value in state_dict.items():
+        if key.startswith(_SUPERPOINT):
+            superpoint[key[len(_SUPERPOINT):]] = value
+        elif key.startswith(_LIGHTGLUE):
+            lightglue[key[len(_LIGHTGLUE):]] = value
+        else:
+            stray.append(key)
+    if stray:
+        raise ValueError(f"gim_lightglue_100h: keys without a 'superpoint.' or 'model.' prefix: {sorted(stray)[:10]}"
+                         f"{'…' if len(stray) > 10 else ''}")
+    for prefix, half in ((_SUPERPOINT, superpoint), (_LIGHTGLUE, lightglue)):
+        if not half:
+            raise ValueError(f"gim_lightglue_100h: the checkpoint has no '{prefix}*' keys (is it GIM's "
+                             "SuperPoint+LightGlue file?)")
+    return superpoint, lightglue
+
+
+class GIMLightGlue(SparseMatcher):
+    """GIM SuperPoint (2048 keypoints) + LightGlue, split into per-image extraction and pairwise matching."""
+
+    name: ClassVar[str] = "gim_lightglue"
+    default_conf: ClassVar[dict[str, Any]] = {
+        "max_keypoints": 2048,
+        "detection_threshold": 0.0,
+        "nms_radius": 3,
+        "remove_borders": 4,
+        "force_num_keypoints": True,  # pad to exactly max_keypoints, as GIM's LightGlue was trained
+        "padding_seed": 0,  # seed of the padding points' generator (reset for every image)
+        "filter_threshold": 0.1,  # match score LightGlue's matches must exceed
+        "depth_confidence": -1.0,  # adaptive depth (early exit); GIM: off
+        "width_confidence": -1.0,  # point pruning; GIM: off
+        "flash": False,  # scaled_dot_product_attention in LightGlue (GIM: plain softmax attention)
+    }
+    weight_names: ClassVar[tuple[str, ...]] = ("gim_lightglue_100h",)
+    extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "detection_threshold", "nms_radius",
+                                                    "remove_borders", "force_num_keypoints", "padding_seed")
+    min_image_size: ClassVar[int] = 32
+    gim_keypoint_offset: ClassVar[float] = 0.5
+
+    def _init(self, conf: Conf) -> None:
+        import kornia.feature as KF
+
+        from gim_plugins.models._arch.superpoint import SuperPoint
+
+        if conf.force_num_keypoints and conf.max_keypoints <= 0:
+            raise ConfError("gim_lightglue: force_num_keypoints needs max_keypoints > 0")
+        self.superpoint = SuperPoint(max_keypoints=conf.max_keypoints, detection_threshold=conf.detection_threshold,
+                                     nms_radius=conf.nms_radius, remove_borders=conf.remove_borders,
+                                     force_num_keypoints=conf.force_num_keypoints)
+        self.lightglue = KF.LightGlue(features=None, input_dim=256, descriptor_dim=256, n_layers=9, num_heads=4,
+                                      flash=conf.flash, mp=False, depth_confidence=conf.depth_confidence,
+                                      width_confidence=conf.width_confidence, filter_threshold=conf.filter_threshold)
+
+    def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        superpoint, lightglue = remap_gim_lightglue(state_dicts["gim_lightglue_100h"])
+        load_strict_with_derived(self.superpoint, superpoint, frozenset(), "gim_lightglue_100h (superpoint.*)")
+        load_strict_with_derived(self.lightglue, lightglue, LIGHTGLUE_DERIVED, "gim_lightglue_100h (model.*)")
+
+    @staticmethod
+    def processed_size(image_size: tuple[int, int]) -> tuple[int, int]:
+        """``(h, w)`` SuperPoint runs at for an image of ``(H, W)``: GIM's squash to multiples of 8."""
+        height, width = image_size
+        return height // 8 * 8, width // 8 * 8
+
+    @classmethod
+    def _factors(cls, image_size: tuple[int, int]) -> torch.Tensor:
+        h, w = cls.processed_size(image_size)
+        return torch.tensor([image_size[1] / w, image_size[0] / h], dtype=torch.float32)
+
+    def _extract(self, image: torch.Tensor) -> Features:
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        gray = self.superpoint.to_gray(image[None].to(self.device))
+        h, w = self.processed_size(size)
+        if (h, w) != size:
+            gray = F.interpolate(gray, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        generator = torch.Generator().manual_seed(int(self.conf.padding_seed))
+        out = self.superpoint(gray, generator=generator)[0]
+        keypoints = (out.keypoints.float().cpu() + 0.5) * self._factors(size) - 0.5
+        return self._features(keypoints, out.descriptors, out.scores, image)
+
+    def _match_features(self, features0: Features, features1: Features) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
+        device = self.device
+
+        def side(f: Features) -> dict[str, torch.Tensor]:
+            h, w = self.processed_size(f.image_size)
+            corner = (f.keypoints + 0.5) / self._factors(f.image_size)  # GIM's SuperPoint frame
+            return {"keypoints": corner[None].to(device), "descriptors": f.descriptors[None].to(device),
+                    "image_size": torch.tensor([[w, h]], device=device)}
+
+        out = self.lightglue({"image0": side(features0), "image1": side(features1)})
+        matches, scores = out["matches"][0], out["scores"][0]
+        return matches[:, 0], matches[:, 1], scores
