@@ -15,7 +15,8 @@ What happens to an image (gim-spec.md §2.2, §4):
 
 Options: ``coarse_threshold`` (0.2) is the dual-softmax score a match needs; ``temp_bug_fix`` must be ``False`` for
 the released weights and ``True`` for weights trained with GIM's training branch (it is not stored in checkpoints);
-``precision`` runs the network under CPU/GPU autocast (``bfloat16``/``float16``). :meth:`GIMLoFTR.match` also takes
+``precision`` runs the network under CPU/GPU autocast (``bfloat16``/``float16``); ``fast_backbone=False`` gives
+up batch-norm folding and channels-last layout to reproduce the original's arithmetic exactly. :meth:`GIMLoFTR.match` also takes
 optional validity masks (True = usable pixel), reduced to the 1/8 coarse grid by taking the top-left pixel of each
 8×8 cell, as LoFTR's data loaders do; a masked cell is never matched, and border removal is measured from the valid
 extent (LoFTR assumes the invalid part is bottom/right padding).
@@ -73,6 +74,7 @@ class GIMLoFTR(BaseMatcher):
         "max_side": 2048,  # longest accepted processed side (≤ 2048: the position encoding's reach)
         "oversize": "error",  # "error" or "resize" (downscale to max_side) for larger images
         "precision": "float32",  # or "bfloat16" / "float16": run the network under autocast
+        "fast_backbone": True,  # fold batch norms, channels-last (False: the original's exact arithmetic)
     }
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
     min_image_size: ClassVar[int] = 32
@@ -90,7 +92,8 @@ class GIMLoFTR(BaseMatcher):
             raise ConfError(f"gim_loftr: precision must be one of {', '.join(_PRECISIONS)}, got {conf.precision!r}")
         if not 0.0 <= conf.coarse_threshold < 1.0:
             raise ConfError(f"gim_loftr: coarse_threshold must be in [0, 1), got {conf.coarse_threshold}")
-        self.net = GIMLoFTRNetwork(temp_bug_fix=bool(conf.temp_bug_fix), coarse_threshold=conf.coarse_threshold)
+        self.net = GIMLoFTRNetwork(temp_bug_fix=bool(conf.temp_bug_fix), coarse_threshold=conf.coarse_threshold,
+                                   fast_backbone=bool(conf.fast_backbone))
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_strict_with_derived(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), frozenset(),

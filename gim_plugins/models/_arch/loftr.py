@@ -58,9 +58,11 @@ class GIMLoFTRNetwork(nn.Module):
         temp_bug_fix: position-encoding variant (``False`` for the released weights, see the module docstring).
         coarse_threshold: dual-softmax confidence a coarse match must exceed (GIM: 0.2).
         border_rm: coarse cells removed at each image border (GIM: 2).
+        fast_backbone: fold batch norms and use channels-last at inference (see :class:`GIMResNetFPN`).
     """
 
-    def __init__(self, *, temp_bug_fix: bool = False, coarse_threshold: float = 0.2, border_rm: int = 2) -> None:
+    def __init__(self, *, temp_bug_fix: bool = False, coarse_threshold: float = 0.2, border_rm: int = 2,
+                 fast_backbone: bool = True) -> None:
         super().__init__()
         from kornia.feature.loftr.loftr_module import FinePreprocess, LocalFeatureTransformer
         from kornia.feature.loftr.utils.coarse_matching import CoarseMatching
@@ -69,7 +71,7 @@ class GIMLoFTRNetwork(nn.Module):
 
         cfg = loftr_config(temp_bug_fix=temp_bug_fix, coarse_threshold=coarse_threshold, border_rm=border_rm)
         self.config = cfg
-        self.backbone = GIMResNetFPN()
+        self.backbone = GIMResNetFPN(fast=fast_backbone)
         self.pos_encoding = PositionEncodingSine(cfg["coarse"]["d_model"], max_shape=(MAX_COARSE_CELLS,) * 2,
                                                  temp_bug_fix=temp_bug_fix)
         self.loftr_coarse = LocalFeatureTransformer(cfg["coarse"])
