@@ -8,7 +8,8 @@ because silently mixing features of two extractors gives plausible-looking garba
 
 HDF5 layout (one group per image name; ``/`` in names makes nested groups, as in hloc): ``keypoints`` (N, 2) float32
 in the package's pixel convention, ``descriptors`` (N, D) float32, ``scores`` (N,) float32, attribute ``image_size``
-(H, W). Root attributes: ``fingerprint`` and ``format``.
+(H, W). Root attributes: ``fingerprint`` and ``format``. The ``image_size`` attribute is written last: an entry
+without it (a run interrupted while writing) counts as absent and is extracted again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
 __all__ = ["FeatureCache"]
 
 FORMAT = "gim_plugins.features/1"
+_DATASETS = ("keypoints", "descriptors", "scores")
+
+
+def _complete(obj: Any) -> bool:
+    """Whether an HDF5 object is a fully written feature entry (datasets present, ``image_size`` written last)."""
+    import h5py
+
+    return isinstance(obj, h5py.Group) and all(name in obj for name in _DATASETS) and "image_size" in obj.attrs
 
 
 class FeatureCache:
@@ -87,7 +96,7 @@ class FeatureCache:
         import h5py
 
         with h5py.File(self.path, "r") as handle:
-            return key in handle and "keypoints" in handle[key]
+            return key in handle and _complete(handle[key])
 
     def keys(self) -> Iterator[str]:
         """Names of the cached images."""
@@ -99,7 +108,7 @@ class FeatureCache:
         names: list[str] = []
         with h5py.File(self.path, "r") as handle:
             def visit(name: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Group) and "keypoints" in obj:
+                if _complete(obj):
                     names.append(name)
             handle.visititems(visit)
         yield from names
@@ -135,7 +144,8 @@ class FeatureCache:
             group.create_dataset("keypoints", data=features.keypoints.numpy())
             group.create_dataset("descriptors", data=features.descriptors.numpy())
             group.create_dataset("scores", data=features.scores.numpy())
-            group.attrs["image_size"] = features.image_size
+            handle.flush()
+            group.attrs["image_size"] = features.image_size  # last: marks the entry complete
             handle.flush()
 
     def _read(self, key: str) -> Features:

@@ -16,10 +16,10 @@ What happens to an image (gim-spec.md §2.2, §4):
 Options: ``coarse_threshold`` (0.2) is the dual-softmax score a match needs; ``temp_bug_fix`` must be ``False`` for
 the released weights and ``True`` for weights trained with GIM's training branch (it is not stored in checkpoints);
 ``precision`` runs the network under CPU/GPU autocast (``bfloat16``/``float16``); ``fast_backbone=False`` gives
-up batch-norm folding and channels-last layout to reproduce the original's arithmetic exactly. :meth:`GIMLoFTR.match` also takes
-optional validity masks (True = usable pixel), reduced to the 1/8 coarse grid by taking the top-left pixel of each
-8×8 cell, as LoFTR's data loaders do; a masked cell is never matched, and border removal is measured from the valid
-extent (LoFTR assumes the invalid part is bottom/right padding).
+up batch-norm folding and channels-last layout to reproduce the original's arithmetic exactly.
+:meth:`GIMLoFTR.match` also takes optional validity masks (True = usable pixel), reduced to the 1/8 coarse grid by
+taking the top-left pixel of each 8×8 cell, as LoFTR's data loaders do; a masked cell is never matched, and border
+removal is measured from the valid extent (LoFTR assumes the invalid part is bottom/right padding).
 """
 
 from __future__ import annotations
