@@ -83,7 +83,7 @@ class GIMLightGlue(SparseMatcher):
         "filter_threshold": 0.1,  # match score LightGlue's matches must exceed
         "depth_confidence": -1.0,  # adaptive depth (early exit); GIM: off
         "width_confidence": -1.0,  # point pruning; GIM: off
-        "flash": False,  # scaled_dot_product_attention in LightGlue (GIM: plain softmax attention)
+        "flash": False,  # CUDA only: half-precision flash attention in LightGlue (GIM: fp32 softmax attention)
     }
     weight_names: ClassVar[tuple[str, ...]] = ("gim_lightglue_100h",)
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "detection_threshold", "nms_radius",
@@ -101,9 +101,11 @@ class GIMLightGlue(SparseMatcher):
         self.superpoint = SuperPoint(max_keypoints=conf.max_keypoints, detection_threshold=conf.detection_threshold,
                                      nms_radius=conf.nms_radius, remove_borders=conf.remove_borders,
                                      force_num_keypoints=conf.force_num_keypoints)
+        flash_sdp = torch.backends.cuda.flash_sdp_enabled()
         self.lightglue = KF.LightGlue(features=None, input_dim=256, descriptor_dim=256, n_layers=9, num_heads=4,
                                       flash=conf.flash, mp=False, depth_confidence=conf.depth_confidence,
                                       width_confidence=conf.width_confidence, filter_threshold=conf.filter_threshold)
+        torch.backends.cuda.enable_flash_sdp(flash_sdp)  # kornia toggles this process-wide flag; keep the user's
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         superpoint, lightglue = remap_gim_lightglue(state_dicts["gim_lightglue_100h"])

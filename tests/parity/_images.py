@@ -58,3 +58,44 @@ def condition_random_loftr_backbone(backbone: torch.nn.Module, images: torch.Ten
         coarse, fine = backbone(images)
         backbone.layer3_outconv.weight.div_(coarse.std())
         backbone.layer1_outconv2[3].weight.div_(fine.std())
+
+
+def condition_random_lightglue(lightglue: torch.nn.Module, gain: float = 6.0, seed: int = 0) -> None:
+    """Make a randomly initialised LightGlue (GIM's or kornia's names) match like a trained one would.
+
+    Random layers drive every descriptor towards one common direction, so a random LightGlue finds one or two mutual
+    nearest neighbours. Here the residual branches are damped (×0.1), ``final_proj`` becomes ``gain``·identity plus
+    noise and matchability is high, so the assignment follows the input descriptors' similarity: hundreds of mutual
+    matches between the two motorcycle views, some above the 0.1 filter threshold.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in lightglue.named_parameters():
+            if any(part in name for part in ("out_proj", "to_out", "ffn.3")):
+                param.mul_(0.1)
+            elif "final_proj.weight" in name:
+                dim = param.shape[0]
+                param.copy_(gain * torch.eye(dim) + 0.01 * torch.randn(dim, dim, generator=generator))
+            elif "final_proj.bias" in name:
+                param.zero_()
+            elif "matchability.weight" in name:
+                param.mul_(0.01)
+            elif "matchability.bias" in name:
+                param.fill_(3.0)
+
+
+def condition_random_superpoint(superpoint: torch.nn.Module, seed: int = 0) -> None:
+    """Random SuperPoint weights with informative descriptors (same parameter names in GIM's code and ours).
+
+    With PyTorch's default initialisation the activations shrink layer by layer until the descriptor head outputs
+    little more than its bias: every keypoint gets the same descriptor. He initialisation keeps them alive, and
+    zero-mean ``convDb`` rows remove the component shared by all (ReLU inputs are positive).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in superpoint.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                module.bias.mul_(0.1)
+        superpoint.convDb.weight.sub_(superpoint.convDb.weight.mean(1, keepdim=True))
