@@ -15,8 +15,11 @@ What happens to an image (gim-spec.md §2.2, §4):
 
 Options: ``coarse_threshold`` (0.2) is the dual-softmax score a match needs; ``temp_bug_fix`` must be ``False`` for
 the released weights and ``True`` for weights trained with GIM's training branch (it is not stored in checkpoints);
-``precision`` runs the network under CPU/GPU autocast (``bfloat16``/``float16``); ``fast_backbone=False`` gives
-up batch-norm folding and channels-last layout to reproduce the original's arithmetic exactly.
+``precision="bfloat16"`` (or ``"float16"``) runs the backbone — about 85 % of the FLOPs — under autocast and keeps the
+transformers and the dual-softmax matching in float32. It is a speed option whose effect on the released weights is
+unmeasured: on random weights about half of the matches change (``benchmarks/loftr.py`` prints the deltas).
+``fast_backbone=False`` gives up batch-norm folding and channels-last layout to reproduce the original's arithmetic
+exactly.
 :meth:`GIMLoFTR.match` also takes optional validity masks (True = usable pixel), reduced to the 1/8 coarse grid by
 taking the top-left pixel of each 8×8 cell, as LoFTR's data loaders do; a masked cell is never matched, and border
 removal is measured from the valid extent (LoFTR assumes the invalid part is bottom/right padding).
@@ -73,7 +76,7 @@ class GIMLoFTR(BaseMatcher):
         "temp_bug_fix": False,  # position-encoding variant: False for the released gim_loftr_50h weights
         "max_side": 2048,  # longest accepted processed side (≤ 2048: the position encoding's reach)
         "oversize": "error",  # "error" or "resize" (downscale to max_side) for larger images
-        "precision": "float32",  # or "bfloat16" / "float16": run the network under autocast
+        "precision": "float32",  # or "bfloat16" / "float16": the backbone runs under autocast
         "fast_backbone": True,  # fold batch norms, channels-last (False: the original's exact arithmetic)
     }
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
@@ -94,6 +97,7 @@ class GIMLoFTR(BaseMatcher):
             raise ConfError(f"gim_loftr: coarse_threshold must be in [0, 1), got {conf.coarse_threshold}")
         self.net = GIMLoFTRNetwork(temp_bug_fix=bool(conf.temp_bug_fix), coarse_threshold=conf.coarse_threshold,
                                    fast_backbone=bool(conf.fast_backbone))
+        self.net.backbone_dtype = _PRECISIONS[conf.precision]
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_strict_with_derived(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), frozenset(),
@@ -128,9 +132,7 @@ class GIMLoFTR(BaseMatcher):
         color1, scale1 = self.preprocess(image1, "image1")
         coarse0 = self._coarse_mask(mask0, color0) if mask0 is not None or mask1 is not None else None
         coarse1 = self._coarse_mask(mask1, color1) if coarse0 is not None else None
-        dtype = _PRECISIONS[self.conf.precision]
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            out = self.net(color0, color1, coarse0, coarse1)
+        out = self.net(color0, color1, coarse0, coarse1)
         k0 = out["keypoints0"].float().cpu() * scale0 - 0.5
         k1 = out["keypoints1"].float().cpu() * scale1 - 0.5
         return self._result(k0, k1, out["confidence"].float().cpu(), image0, image1)

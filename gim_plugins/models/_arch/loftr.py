@@ -79,6 +79,8 @@ class GIMLoFTRNetwork(nn.Module):
         self.fine_preprocess = FinePreprocess(cfg)
         self.loftr_fine = LocalFeatureTransformer(cfg["fine"])
         self.fine_matching = FineMatching()
+        self.backbone_dtype: torch.dtype | None = None
+        """Autocast dtype of the backbone (``None``: float32). Transformers and matching always run in float32."""
 
     def forward(self, color0: torch.Tensor, color1: torch.Tensor, mask0: torch.Tensor | None = None,
                 mask1: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -96,11 +98,11 @@ class GIMLoFTRNetwork(nn.Module):
         """
         self._check_inputs(color0, color1)
         if color0.shape == color1.shape:
-            coarse, fine = self.backbone(torch.cat([color0, color1]))
+            coarse, fine = self._backbone(torch.cat([color0, color1]))
             (feat_c0, feat_c1), (feat_f0, feat_f1) = coarse.chunk(2), fine.chunk(2)
         else:
-            feat_c0, feat_f0 = self.backbone(color0)
-            feat_c1, feat_f1 = self.backbone(color1)
+            feat_c0, feat_f0 = self._backbone(color0)
+            feat_c1, feat_f1 = self._backbone(color1)
         data: dict[str, Any] = {
             "bs": color0.shape[0], "stride_c": COARSE_STRIDE, "stride_f": FINE_STRIDE,
             "hw0_i": color0.shape[2:], "hw1_i": color1.shape[2:],
@@ -123,6 +125,13 @@ class GIMLoFTRNetwork(nn.Module):
         self.fine_matching(win0, win1, data)
         return {"keypoints0": data["mkpts0_f"], "keypoints1": data["mkpts1_f"], "confidence": data["mconf"],
                 "batch_indexes": data["m_bids"], "expec_f": data["expec_f"]}
+
+    def _backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.backbone_dtype is None:
+            return self.backbone(images)
+        with torch.autocast(images.device.type, dtype=self.backbone_dtype):
+            coarse, fine = self.backbone(images)
+        return coarse.float(), fine.float()
 
     @staticmethod
     def _check_inputs(color0: torch.Tensor, color1: torch.Tensor) -> None:
