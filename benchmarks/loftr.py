@@ -4,7 +4,8 @@ Every configuration runs in its own process (peak RSS is that process's). It mea
 (``torch.mm`` 4096², median of 5) before and after timing the matcher on the motorcycle pair resized to the given
 size (1 warm-up, median of ``--reps``) and keeps the higher of the two (a conservative floor on a shared machine).
 FLOPs are counted with ``torch.utils.flop_counter`` on the same call; the floor is FLOPs / throughput, the ratio is
-wall time / floor (goal for ours in fp32: ≤ 1.3). kornia's linear attention multiplies full (heads·dim)² blocks, so
+wall time / floor (goal for ours in fp32: ≤ 1.3). "CPU ratio" is CPU time / (threads × floor): it ignores time spent
+descheduled on a shared machine (exact with ``--threads 1``; with more threads it also counts OpenMP spinning). kornia's linear attention multiplies full (heads·dim)² blocks, so
 our count is ~2.5 % above the original's; the summary also gives each ratio against the smallest count of the size.
 The bf16 variant (backbone under autocast) is compared with the bf16 gemm throughput (an optimistic floor: the
 transformers stay fp32) and with our fp32 output on the same inputs.
@@ -147,6 +148,7 @@ def worker(variant: str, height: int, width: int, reps: int, threads: int) -> di
     floor = flops / (gemm * 1e9)
     row = {"variant": variant, "size": f"{width}x{height}", "wall_s": wall, "cpu_s": statistics.median(cpus),
            "gflop": flops / 1e9, "gemm_gflops": gemm, "floor_s": floor, "ratio": wall / floor,
+           "cpu_ratio": statistics.median(cpus) / (threads * floor),
            "matches": len(out[2]), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
     if variant == "ours-bf16":
         with torch.inference_mode():
@@ -170,7 +172,7 @@ def main() -> None:
     print(f"# GIM-LoFTR benchmark, {args.threads} threads, median of {args.reps} after 1 warm-up, torch "
           f"{__import__('torch').__version__}")
     print(f"{'size':>8} {'variant':>11} {'wall s':>7} {'CPU s':>7} {'GFLOP':>7} {'gemm GF/s':>9} {'floor s':>7} "
-          f"{'ratio':>6} {'matches':>7} {'RSS GB':>6}")
+          f"{'ratio':>6} {'CPU ratio':>9} {'matches':>7} {'RSS GB':>6}")
     rows = []
     for size in args.sizes:
         h, w = (int(v) for v in size.split("x"))
@@ -185,7 +187,8 @@ def main() -> None:
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(f"{row['size']:>8} {variant:>11} {row['wall_s']:7.2f} {row['cpu_s']:7.2f} {row['gflop']:7.1f} "
-                  f"{row['gemm_gflops']:9.1f} {row['floor_s']:7.2f} {row['ratio']:6.2f} {row['matches']:7d} "
+                  f"{row['gemm_gflops']:9.1f} {row['floor_s']:7.2f} {row['ratio']:6.2f} {row['cpu_ratio']:9.2f} "
+                  f"{row['matches']:7d} "
                   f"{row['peak_rss_gb']:6.2f}", flush=True)
     for row in rows:
         if "bf16_delta" in row:
