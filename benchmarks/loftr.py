@@ -5,10 +5,11 @@ Every configuration runs in its own process (peak RSS is that process's). It mea
 size (1 warm-up, median of ``--reps``) and keeps the higher of the two (a conservative floor on a shared machine).
 FLOPs are counted with ``torch.utils.flop_counter`` on the same call; the floor is FLOPs / throughput, the ratio is
 wall time / floor (goal for ours in fp32: ≤ 1.3). "CPU ratio" is CPU time / (threads × floor): it ignores time spent
-descheduled on a shared machine (exact with ``--threads 1``; with more threads it also counts OpenMP spinning). kornia's linear attention multiplies full (heads·dim)² blocks, so
-our count is ~2.5 % above the original's; the summary also gives each ratio against the smallest count of the size.
-The bf16 variant (backbone under autocast) is compared with the bf16 gemm throughput (an optimistic floor: the
-transformers stay fp32) and with our fp32 output on the same inputs.
+descheduled on a shared machine (exact with ``--threads 1``; with more threads it also counts OpenMP spinning).
+kornia's linear attention multiplies full (heads·dim)² blocks, so our count is ~2.5 % above the original's; the
+summary also gives each ratio against the smallest count of the size. The bf16 variant (backbone under autocast) is
+compared with the bf16 gemm throughput (an optimistic floor: the transformers stay fp32) and with our fp32 output on
+the same inputs.
 
 Weights are random, conditioned to give informative features (``tests/parity/_images.py``), identical for ours and
 the original. The original needs GIM's code from the ``imcui`` wheel (see ``tests/parity/conftest.py``); without it
