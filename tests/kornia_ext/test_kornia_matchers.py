@@ -300,6 +300,13 @@ class TestException:
             GIMMatcher("aliked_lightglue")
         assert GIMMatcher("aliked_lightglue", pretrained=False).matcher.weights_id == "random"
 
+    def test_exception_default_model_without_gim_weights_warns(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        monkeypatch.delenv("GIM_WEIGHTS_DIR", raising=False)
+        with pytest.warns(RuntimeWarning, match="no GIM weights installed"):
+            matcher = GIMMatcher(pretrained=False, **RANDOM_ALIKED)
+        assert matcher.name == "aliked_lightglue"
+
     def test_exception_weights_and_random(self, tmp_path):
         with pytest.raises(ValueError, match="not both"):
             GIMMatcher("aliked_lightglue", weights=tmp_path / "x.pth", pretrained=False)
