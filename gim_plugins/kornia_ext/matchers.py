@@ -89,8 +89,9 @@ class _InferenceModule(nn.Module):
 
     def _refuse_dtype(self, dtype: Any) -> NoReturn:
         name = self.matcher.name
-        hint = (f"; for reduced precision build it with precision='float16' or 'bfloat16' (an option of {name!r})"
-                if "precision" in self.matcher.default_conf else "")
+        default = self.matcher.default_conf.get("precision")
+        hint = (f"; for reduced precision build it with its 'precision' option (default {default!r})"
+                if default is not None else "")
         raise TypeError(f"{type(self).__name__}({name!r}) keeps its network in float32 and cannot be cast to {dtype}: "
                         f"feed images of any floating dtype (they are converted per pair); outputs are float32{hint}")
 
