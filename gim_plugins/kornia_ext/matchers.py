@@ -12,11 +12,18 @@ Input ``{"image0": (B, C, H0, W0), "image1": (B, C, H1, W1)}`` plus optional key
       *every* matcher: gray is replicated to RGB for RGB networks and gray-native networks convert RGB themselves,
       exactly as ``load_matcher(...).match`` does. The two images of a pair may differ in size; ``B`` must agree.
     * ``mask0`` / ``mask1``: ``(B, H, W)`` or ``(B, 1, H, W)``, kornia's convention: nonzero = valid pixel, 0 =
-      padding or "ignore". Sparse matchers drop the keypoints on masked pixels after extraction, before matching
-      (they never compete in the matcher). Dense matchers whose ``match`` accepts ``mask0``/``mask1`` (gim_loftr)
-      get them natively as ``(H, W)`` bool tensors. After that, for every matcher, a match whose keypoint's nearest
-      pixel (``round(x), round(y)``) is masked in its image is dropped: no returned keypoint ever lies on a masked
-      pixel.
+      padding or "ignore". Two cases, per image:
+
+      - *Padding* (the valid pixels form a top-left rectangle, as when images of different sizes are padded into
+        one batch): the image is cropped to that rectangle and matched as it is, so a padded batch gives exactly the
+        matches of the unpadded pairs, for every matcher. An all-zero mask gives no matches for that pair.
+      - *Any other mask* ("ignore these pixels"): the matcher sees the whole image; sparse matchers drop the
+        keypoints on masked pixels after extraction, before matching (they never compete in the matcher), and for
+        every matcher a match whose keypoint's nearest pixel (``round(x), round(y)``) is masked is dropped.
+
+      Masks are never handed to a matcher's own mask support (gim_loftr's ``match(mask0=, mask1=)``): LoFTR's masks
+      mean bottom/right padding, reduced to 8×8 cells, and return nothing useful for a mask of the second kind,
+      while cropping handles the first kind exactly. Either way no returned keypoint lies on a masked pixel.
     * ``lafs0`` + ``descriptors0`` (and/or ``…1``), optional ``responses0``: features of that image pre-extracted
       with :class:`GIMLocalFeature` of the same matcher (as ``LocalFeatureMatcher`` accepts them); all-zero LAFs are
       padding and ignored. Sparse matchers only.
@@ -41,7 +48,6 @@ under ``.train()``, and calls work inside ``torch.inference_mode()`` (outputs ma
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any, NoReturn
@@ -162,7 +168,6 @@ class GIMMatcher(_InferenceModule):
                  **conf: Any) -> None:
         super().__init__()
         self.matcher = _build_matcher(model, weights, pretrained, conf)
-        self.native_masks = _accepts_masks(self.matcher)
         self.eval()
 
     @property
@@ -197,21 +202,26 @@ class GIMMatcher(_InferenceModule):
 
     def _match_pair(self, image0: torch.Tensor, image1: torch.Tensor, masks: list[torch.Tensor | None],
                     features: list[Features | None]) -> MatchResult:
-        images = (image0.float(), image1.float())
         matcher = self.matcher
-        masked = any(m is not None for m in masks)
-        if matcher.is_sparse and (masked or any(f is not None for f in features)):
-            sides = []
-            for image, mask, given in zip(images, masks, features):
-                feats = given if given is not None else matcher.extract(image)  # type: ignore[attr-defined]
-                sides.append(_select_features(feats, mask))
-            result = matcher.match_features(*sides)  # type: ignore[attr-defined]
-        elif masked and self.native_masks:
-            result = matcher.match(*images, mask0=masks[0], mask1=masks[1])  # type: ignore[call-arg]
+        sides = [_apply_padding(image.float(), mask) for image, mask in zip((image0, image1), masks)]
+        if any(image is None for image, _ in sides):  # an all-padding image: nothing to match
+            return MatchResult.empty(tuple(image0.shape[-2:]), tuple(image1.shape[-2:]), matcher.name)
+        images = [image for image, _ in sides]
+        ignore = [mask for _, mask in sides]
+        if matcher.is_sparse and any(m is not None for m in (*ignore, *features)):
+            feats = []
+            for image, mask, given in zip(images, ignore, features):
+                if given is None:
+                    found = matcher.extract(image)  # type: ignore[attr-defined]
+                else:  # features of a cropped image carry the crop's size (LightGlue normalises with it)
+                    found = Features(given.keypoints, given.descriptors, given.scores, tuple(image.shape[-2:]),
+                                     given.extractor)
+                feats.append(_select_features(found, mask))
+            result = matcher.match_features(*feats)  # type: ignore[attr-defined]
         else:
             result = matcher.match(*images)
-        if masked:
-            keep = _on_valid_pixels(result.keypoints0, masks[0]) & _on_valid_pixels(result.keypoints1, masks[1])
+        if any(m is not None for m in ignore):
+            keep = _on_valid_pixels(result.keypoints0, ignore[0]) & _on_valid_pixels(result.keypoints1, ignore[1])
             if not bool(keep.all()):
                 result = result.select(keep)
         return result
@@ -225,8 +235,10 @@ class GIMLocalFeature(_InferenceModule):
     detectors give no scale or orientation; kornia's DISK/ALIKED examples build LAFs the same way); ``responses`` are
     the detection scores. ``N`` is the largest keypoint count in the batch; the other images' extra slots are
     kornia's padding (all-zero LAF, zero response, zero descriptor; :func:`kornia.feature.laf_is_filled` is false).
-    ``mask`` (``(B, 1, H, W)`` or ``(B, H, W)``, 0 = no detection) drops keypoints on masked pixels. Images follow
-    :class:`GIMMatcher`'s rules (gray or RGB, any floating dtype, in [0, 1]).
+    ``mask`` (``(B, 1, H, W)`` or ``(B, H, W)``, 0 = no detection) follows :class:`GIMMatcher`'s two cases: a padding
+    mask (valid pixels = a top-left rectangle) crops the image before extraction (the features of the unpadded
+    image), any other mask drops the keypoints on masked pixels. Images follow :class:`GIMMatcher`'s rules (gray or
+    RGB, any floating dtype, in [0, 1]).
 
     It fits ``kornia.feature.LocalFeatureMatcher(GIMLocalFeature("aliked_lightglue"), DescriptorMatcher(...))``, and
     its outputs can be handed back to :class:`GIMMatcher` as ``lafs0``/``descriptors0`` to match with the matcher's
@@ -258,17 +270,22 @@ class GIMLocalFeature(_InferenceModule):
         _check_image(img, "img")
         masks = _mask({"mask": mask}, "mask", img)
         feats = []
+        dim = 0
         for b in range(img.shape[0]):
-            extracted = self.matcher.extract(img[b].float())  # type: ignore[attr-defined]
-            feats.append(_select_features(extracted, None if masks is None else masks[b]))
-        count = max((len(f) for f in feats), default=0)
-        dim = feats[0].descriptors.shape[1] if feats else 0
+            image, ignore = _apply_padding(img[b].float(), None if masks is None else masks[b])
+            if image is None:  # all padding
+                feats.append(None)
+                continue
+            extracted = self.matcher.extract(image)  # type: ignore[attr-defined]
+            feats.append(_select_features(extracted, ignore))
+            dim = extracted.descriptors.shape[1]
+        count = max((len(f) for f in feats if f is not None), default=0)
         lafs = torch.zeros(len(feats), count, 2, 3)
         responses = torch.zeros(len(feats), count)
         descriptors = torch.zeros(len(feats), count, dim)
         for b, f in enumerate(feats):
-            n = len(f)
-            if n:
+            n = 0 if f is None else len(f)
+            if f is not None and n:
                 lafs[b, :n] = laf_from_center_scale_ori(f.keypoints[None])[0]
                 responses[b, :n] = f.scores
                 descriptors[b, :n] = f.descriptors
@@ -276,15 +293,6 @@ class GIMLocalFeature(_InferenceModule):
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-
-
-def _accepts_masks(matcher: BaseMatcher) -> bool:
-    """Whether ``matcher.match`` takes ``mask0``/``mask1`` keyword arguments (native mask support)."""
-    try:
-        parameters = inspect.signature(matcher.match).parameters
-    except (TypeError, ValueError):
-        return False
-    return "mask0" in parameters and "mask1" in parameters
 
 
 def _check_image(image: Any, name: str) -> None:
@@ -361,6 +369,34 @@ def _pre_extracted(data: Mapping[str, Any], index: int, image: torch.Tensor,
         scores = responses[b].detach().cpu()[keep] if responses is not None else torch.ones(int(keep.sum()))
         out.append(Features(centres[b][keep], descriptors[b].detach().cpu()[keep], scores, size, matcher.name))
     return out
+
+
+def _padding_extent(mask: torch.Tensor) -> tuple[int, int] | None:
+    """``(h, w)`` when the valid pixels of ``mask`` are exactly ``[0, h) × [0, w)`` (padding), else ``None``."""
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if len(rows) == 0:
+        return 0, 0
+    height, width = int(rows[-1]) + 1, int(cols[-1]) + 1
+    if int(mask.sum()) == height * width and bool(mask[:height, :width].all()):
+        return height, width
+    return None
+
+
+def _apply_padding(image: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(image cropped to a padding mask's valid rectangle, None)``, or ``(image, mask)`` for any other mask.
+
+    The crop keeps the top-left corner, so keypoints of the crop are keypoints of the padded image. ``(None, None)``
+    for an all-zero mask.
+    """
+    if mask is None:
+        return image, None
+    extent = _padding_extent(mask)
+    if extent is None:
+        return image, mask
+    if extent == (0, 0):
+        return None, None
+    height, width = extent
+    return image[:, :height, :width], None
 
 
 def _on_valid_pixels(points: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from kornia_helpers import MaskedShiftMatcher, ShiftMatcher
+from kornia_helpers import ShiftMatcher
 
 from gim_plugins.registry import register_matcher, unregister_matcher
 
 
 @pytest.fixture(scope="session")
 def dense_matchers():
-    """Register the two test matchers for the session (names ``test_shift``, ``test_shift_masked``)."""
-    for cls in (ShiftMatcher, MaskedShiftMatcher):
-        register_matcher(cls.name, cls, overwrite=True)
+    """Register the dense test matcher ``test_shift`` for the session."""
+    register_matcher(ShiftMatcher.name, ShiftMatcher, overwrite=True)
     yield
-    for cls in (ShiftMatcher, MaskedShiftMatcher):
-        unregister_matcher(cls.name)
+    unregister_matcher(ShiftMatcher.name)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -1,19 +1,19 @@
-"""Helpers for the kornia integration tests: synthetic textured pairs, two small dense matchers (run-time registered).
+"""Helpers for the kornia integration tests: synthetic textured pairs and checkpoints, a small dense matcher.
 
-``ShiftMatcher`` is a real (if modest) dense matcher: it finds the integer translation between two images by
-exhaustive search and returns a grid of correspondences under it. ``MaskedShiftMatcher`` is the same with native
-``mask0``/``mask1`` support (the ``match(..., mask0=, mask1=)`` signature gim_loftr has), recording that it got them.
+``ShiftMatcher`` is a real (if modest) dense matcher, registered at run time as ``test_shift``: it finds the integer
+translation between two images by exhaustive search and returns a grid of correspondences under it.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from gim_plugins.conf import Conf
-from gim_plugins.io import ImageInput, to_image_tensor
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.types import MatchResult
 
@@ -65,8 +65,7 @@ class ShiftMatcher(BaseMatcher):
                     best, best_cost = (dx, dy), cost
         return best
 
-    def _grid(self, image0: torch.Tensor, image1: torch.Tensor, valid0: torch.Tensor | None,
-              valid1: torch.Tensor | None) -> MatchResult:
+    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
         g0, g1 = self._gray(image0), self._gray(image1)
         dx, dy = self._shift(g0, g1)
         ys, xs = torch.meshgrid(torch.arange(0, g0.shape[0], self.conf.stride),
@@ -74,32 +73,25 @@ class ShiftMatcher(BaseMatcher):
         k0 = torch.stack([xs.flatten(), ys.flatten()], 1)
         k1 = k0 + torch.tensor([dx, dy])
         keep = (k1[:, 0] >= 0) & (k1[:, 0] < g1.shape[1]) & (k1[:, 1] >= 0) & (k1[:, 1] < g1.shape[0])
-        if valid0 is not None:
-            keep &= valid0[k0[:, 1], k0[:, 0]]
-        if valid1 is not None:
-            keep &= valid1[k1[:, 1].clamp(0, g1.shape[0] - 1), k1[:, 0].clamp(0, g1.shape[1] - 1)]
         k0, k1 = k0[keep], k1[keep]
         diff = (g0.cpu()[k0[:, 1], k0[:, 0]] - g1.cpu()[k1[:, 1], k1[:, 0]]).abs()
         return self._result(k0.float(), k1.float(), torch.exp(-10 * diff), image0, image1)
 
-    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
-        return self._grid(image0, image1, None, None)
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
 
 
-class MaskedShiftMatcher(ShiftMatcher):
-    """:class:`ShiftMatcher` with native masks (True = usable pixel), counting the calls that used them."""
-
-    name: ClassVar[str] = "test_shift_masked"
-
-    def _init(self, conf: Conf) -> None:
-        super()._init(conf)
-        self.native_mask_calls = 0
-
-    def match(self, image0: ImageInput, image1: ImageInput, *, mask0: Any = None, mask1: Any = None) -> MatchResult:
-        if mask0 is None and mask1 is None:
-            return super().match(image0, image1)
-        self.native_mask_calls += 1
-        im0 = to_image_tensor(image0, "image0", self.min_image_size)
-        im1 = to_image_tensor(image1, "image1", self.min_image_size)
-        with torch.inference_mode():
-            return self._grid(im0, im1, mask0, mask1)
+def synthetic_checkpoint(manifest: str, prefix: str = "", seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"state_dict": …}`` with the keys (``prefix`` prepended), shapes and dtypes of a manifest in
+    ``tests/fixtures/manifests``; random but sane values (batch-norm variances positive, counters zero)."""
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for key, shape, dtype in json.loads((MANIFESTS / f"{manifest}.json").read_text()):
+        if dtype == "int64":
+            value = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            value = torch.rand(shape, generator=generator) + 0.5
+        else:
+            value = (torch.rand(shape, generator=generator) - 0.5) * 0.2
+        state[prefix + key] = value
+    return {"state_dict": state}

@@ -1,8 +1,8 @@
 """GIMMatcher / GIMLocalFeature on CPU with synthetic images: kornia's contract, equality with ``load_matcher``.
 
 Matchers: ``root_sift`` (sparse, no weights), ``aliked_lightglue`` with random weights (``pretrained=False``; the
-same seed builds the same network on both sides of an equality), and two dense matchers registered at run time
-(``test_shift``: masks by post-filtering; ``test_shift_masked``: native masks).
+same seed builds the same network on both sides of an equality), and a small dense matcher
+(``test_shift``, registered at run time).
 """
 
 from __future__ import annotations
@@ -216,59 +216,77 @@ class TestModule:
 
 class TestMasks:
     @staticmethod
-    def half_masks(data, left0: bool = True):
-        """mask0 hides the left half of image0; mask1 hides the bottom 16 rows of image1."""
+    def ignore_masks(data):
+        """Masks that are not padding: the left half of image0, a central square of image1."""
         b, _, h0, w0 = data["image0"].shape
         _, _, h1, w1 = data["image1"].shape
         mask0 = torch.ones(b, h0, w0)
         mask0[:, :, : w0 // 2] = 0
         mask1 = torch.ones(b, h1, w1, dtype=torch.bool)
-        mask1[:, h1 - 16:] = False
+        mask1[:, h1 // 4: 3 * h1 // 4, w1 // 4: 3 * w1 // 4] = False
         return mask0, mask1
 
-    @pytest.mark.parametrize("name", ["root_sift", "test_shift", "test_shift_masked"])
-    def test_feature_no_keypoint_on_a_masked_pixel(self, name):
-        data = batch([((96, 128), (96, 128)), ((96, 128), (96, 128))])
-        mask0, mask1 = self.half_masks(data)
+    @staticmethod
+    def on_mask(points, mask):
+        col = points[:, 0].round().long().clamp(0, mask.shape[-1] - 1)
+        row = points[:, 1].round().long().clamp(0, mask.shape[-2] - 1)
+        return mask[row, col].bool()
+
+    @pytest.mark.parametrize("name", ["root_sift", "test_shift"])
+    def test_feature_no_keypoint_on_an_ignored_pixel(self, name):
+        data = batch([((96, 128), (96, 128))] * 2)
+        mask0, mask1 = self.ignore_masks(data)
         matcher = build(name)
         out = matcher({**data, "mask0": mask0, "mask1": mask1})
-        assert len(out["keypoints0"]) > (0 if name == "aliked_lightglue" else 10)
-        assert bool((out["keypoints0"][:, 0].round() >= 64).all())
-        assert bool((out["keypoints1"][:, 1].round() < 96 - 16).all())
         full = matcher(data)
-        assert len(out["keypoints0"]) < len(full["keypoints0"])
+        assert 10 < len(out["keypoints0"]) < len(full["keypoints0"])
+        for b in range(2):
+            k0, k1, _ = rows(out, b)
+            assert bool(self.on_mask(k0, mask0[b]).all()) and bool(self.on_mask(k1, mask1[b]).all())
 
-    def test_dense_post_filter_equals_the_unmasked_result_minus_masked_rows(self):
+    def test_dense_ignore_masks_filter_the_unmasked_result(self):
         data = batch([((96, 128), (96, 128))])
-        mask0, mask1 = self.half_masks(data)
+        mask0, mask1 = self.ignore_masks(data)
         matcher = build("test_shift")
         masked, full = matcher({**data, "mask0": mask0, "mask1": mask1}), matcher(data)
-        keep = (full["keypoints0"][:, 0].round() >= 64) & (full["keypoints1"][:, 1].round() < 80)
+        keep = self.on_mask(full["keypoints0"], mask0[0]) & self.on_mask(full["keypoints1"], mask1[0])
+        assert 0 < int(keep.sum()) < len(keep)
         for key in OUTPUT_KEYS:
             assert torch.equal(masked[key], full[key][keep])
 
-    def test_native_masks_reach_the_matcher(self):
+    def test_sparse_ignore_masks_filter_before_matching(self):
         data = batch([((96, 128), (96, 128))])
-        mask0, mask1 = self.half_masks(data)
-        native = build("test_shift_masked")
-        assert native.native_masks and not build("test_shift").native_masks
-        out = native({**data, "mask0": mask0, "mask1": mask1})
-        assert native.matcher.native_mask_calls == 1
-        post = build("test_shift")({**data, "mask0": mask0, "mask1": mask1})
-        assert all(torch.equal(out[k], post[k]) for k in OUTPUT_KEYS)
-
-    def test_sparse_masks_filter_before_matching(self):
-        data = batch([((96, 128), (96, 128))])
-        mask0, _ = self.half_masks(data)
+        mask0, _ = self.ignore_masks(data)
         matcher = build("root_sift")
         out = matcher({**data, "mask0": mask0})
         core = matcher.matcher
         f0, f1 = core.extract(data["image0"][0]), core.extract(data["image1"][0])
-        keep = f0.keypoints[:, 0].round() >= 64
+        keep = self.on_mask(f0.keypoints, mask0[0])
         from gim_plugins.types import Features
 
         f0 = Features(f0.keypoints[keep], f0.descriptors[keep], f0.scores[keep], f0.image_size, f0.extractor)
         assert_equal_to_result(out, 0, core.match_features(f0, f1))
+
+    @pytest.mark.parametrize("name", WITH_ALIKED)
+    def test_feature_padded_batch_equals_the_unpadded_pairs(self, name):
+        """Images of different sizes padded into one batch (kornia's use of masks) match as if unpadded."""
+        sizes = [((96, 128), (104, 120)), ((80, 112), (64, 96))]
+        pairs = [shifted_pair(s0, s1, seed=b) for b, (s0, s1) in enumerate(sizes)]
+        data, masks = {}, {}
+        for side in (0, 1):
+            height = max(p[side].shape[1] for p in pairs)
+            width = max(p[side].shape[2] for p in pairs)
+            data[f"image{side}"] = torch.zeros(len(pairs), 3, height, width)
+            masks[f"mask{side}"] = torch.zeros(len(pairs), 1, height, width)
+            for b, p in enumerate(pairs):
+                data[f"image{side}"][b, :, : p[side].shape[1], : p[side].shape[2]] = p[side]
+                masks[f"mask{side}"][b, :, : p[side].shape[1], : p[side].shape[2]] = 1
+        out = build(name)({**data, **masks})
+        ref = reference(name)
+        for b, (image0, image1) in enumerate(pairs):
+            assert_equal_to_result(out, b, ref.match(image0, image1))
+        if name != "aliked_lightglue":
+            assert set(out["batch_indexes"].tolist()) == {0, 1}
 
     def test_all_valid_mask_changes_nothing_and_4d_masks(self):
         data = batch([((96, 128), (96, 128))])
@@ -279,9 +297,12 @@ class TestMasks:
 
     @pytest.mark.parametrize("name", ["root_sift", "test_shift"])
     def test_fully_masked_gives_typed_empty_output(self, name):
-        data = batch([((96, 128), (96, 128))])
-        out = build(name)({**data, "mask0": torch.zeros(1, 96, 128)})
-        assert out["keypoints0"].shape == (0, 2) and out["batch_indexes"].dtype == torch.int64
+        data = batch([((96, 128), (96, 128))] * 2)
+        mask0 = torch.ones(2, 96, 128)
+        mask0[1] = 0
+        out = build(name)({**data, "mask0": mask0})
+        assert out["keypoints0"].shape[1] == 2 and out["batch_indexes"].dtype == torch.int64
+        assert set(out["batch_indexes"].tolist()) == {0}
 
 
 class TestException:
