@@ -161,7 +161,8 @@ class GIMMatcher(_InferenceModule):
         >>> import kornia.feature as KF                                      # doctest: +SKIP
         >>> matcher = KF.GIMMatcher("gim_lightglue").to("cuda")               # doctest: +SKIP
         >>> out = matcher({"image0": img0, "image1": img1})                  # doctest: +SKIP
-        >>> F, inliers = kornia.geometry.ransac.RANSAC("fundamental", 1.0)(out["keypoints0"], out["keypoints1"])
+        >>> ransac = kornia.geometry.ransac.RANSAC("fundamental", inl_th=1.0)  # doctest: +SKIP
+        >>> F, inliers = ransac(out["keypoints0"], out["keypoints1"])         # doctest: +SKIP
     """
 
     def __init__(self, model: str | BaseMatcher | None = None, weights: WeightsArg = None, pretrained: bool = True,
@@ -213,8 +214,11 @@ class GIMMatcher(_InferenceModule):
             for image, mask, given in zip(images, ignore, features):
                 if given is None:
                     found = matcher.extract(image)  # type: ignore[attr-defined]
-                else:  # features of a cropped image carry the crop's size (LightGlue normalises with it)
-                    found = Features(given.keypoints, given.descriptors, given.scores, tuple(image.shape[-2:]),
+                else:  # on a cropped image: the crop's size (LightGlue normalises with it), keypoints inside it
+                    height, width = image.shape[-2:]
+                    k = given.keypoints
+                    inside = (k[:, 0] <= width - 0.5) & (k[:, 1] <= height - 0.5)
+                    found = Features(k[inside], given.descriptors[inside], given.scores[inside], (height, width),
                                      given.extractor)
                 feats.append(_select_features(found, mask))
             result = matcher.match_features(*feats)  # type: ignore[attr-defined]

@@ -424,6 +424,24 @@ class TestLocalFeature:
         direct = matcher(data)
         assert all(torch.equal(out[k], direct[k]) for k in OUTPUT_KEYS)
 
+    def test_pre_extracted_features_of_padded_images(self):
+        """Extract once on a padded batch, match with the padding masks: the matches of the unpadded pair."""
+        image0, image1 = shifted_pair((80, 96), (72, 88), seed=4)
+        padded = torch.zeros(1, 3, 96, 112)
+        padded[0, :, :80, :96] = image0
+        mask0 = torch.zeros(1, 96, 112)
+        mask0[0, :80, :96] = 1
+        matcher = build("root_sift")
+        lafs0, resp0, descs0 = matcher.local_feature()(padded, mask0)
+        out = matcher({"image0": padded, "image1": image1[None], "mask0": mask0, "lafs0": lafs0,
+                       "descriptors0": descs0, "responses0": resp0})
+        assert len(out["keypoints0"]) > 10
+        assert_equal_to_result(out, 0, matcher.matcher.match(image0, image1))
+        unmasked = matcher.local_feature()(padded)[0]  # features of the whole padded image: those outside are dropped
+        again = matcher({"image0": padded, "image1": image1[None], "mask0": mask0, "lafs0": unmasked,
+                         "descriptors0": matcher.local_feature()(padded)[2]})
+        assert bool((again["keypoints0"] <= torch.tensor([95.5, 79.5])).all())
+
     def test_feature_kornia_local_feature_matcher(self):
         data = batch([((96, 128), (96, 128))])
         kornia_matcher = LocalFeatureMatcher(GIMLocalFeature("root_sift"), DescriptorMatcher("smnn", 0.9))
