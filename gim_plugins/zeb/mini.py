@@ -398,7 +398,8 @@ def write_mini(out: str | os.PathLike[str], *, num_views: int = 12, seed: int = 
     """
     out = Path(out)
     params = {"format": MINI_FORMAT, "num_views": num_views, "seed": seed, "max_scene_pairs": max_scene_pairs,
-              "photos": list(photos), "rendered": include_rendered, "fold_deg": FOLD_DEG, "image_size": list(IMAGE_SIZE), "focal": FOCAL}
+              "photos": list(photos), "rendered": include_rendered, "fold_deg": FOLD_DEG,
+              "image_size": list(IMAGE_SIZE), "focal": FOCAL}
     manifest = out / "mini.json"
     if out.exists() and not overwrite:
         if manifest.is_file():

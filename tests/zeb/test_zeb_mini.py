@@ -79,7 +79,7 @@ def test_cardinality_folded_card_geometry():
     image, depth, side = card.render(view, (80, 100))
     assert image.shape == (80, 100, 3) and side[40, 60] == 1 and side[40, 40] == -1
     assert depth[40, 50] == pytest.approx(2.0, abs=0.02)
-    T = relative_transform(view, View(view.K, R, t + [0.1, 0, 0]))
+    T = relative_transform(view, View(view.K, R, t + np.array([0.1, 0, 0])))
     np.testing.assert_allclose(T[:3, 3], [0.1, 0, 0], atol=1e-12)
 
 
