@@ -4,14 +4,14 @@ The real ZEB (46k pairs) cannot be downloaded on every machine; ZEB-mini runs th
 pose protocol, dumps, report — in minutes on a CPU. ``write_mini(out)`` creates a ZEB folder with two subsets in
 the official layout (``-`` separator, PNG images, one 38-token pair file per pair):
 
-``miniscene/`` (subset ``MiniScene``): real images with exact 3D poses.
-    * scene ``middlebury``: the real Middlebury 2014 motorcycle stereo pair bundled with scikit-image
+``miniscene/`` (subset ``MiniScene``, scene ``motorcycle``): real and rendered images with exact 3D poses.
+    * ``left``/``right``: the real Middlebury 2014 motorcycle stereo pair bundled with scikit-image
       (:mod:`gim_plugins.datasets.motorcycle`): calibrated intrinsics, ``R = I``, ``t = (−0.193 m, 0, 0)``.
-    * scene ``rendered``: views of the motorcycle scene rendered with exact poses from the real left image and its
-      ground-truth depth (:func:`gim_plugins.datasets.scene.render_motorcycle_scene`, shared with the COLMAP
-      work), including the real right image; pairs with covisibility ≥ :data:`MIN_COVISIBILITY`, at most
-      ``max_scene_pairs`` of them spread over the covisibility range. Left out, with a note, when that module is not
-      installed.
+    * ``render_NN``: views rendered with exact poses from the real left image and its ground-truth depth
+      (:func:`gim_plugins.datasets.scene.render_motorcycle_scene`, shared with the COLMAP work), with per-view
+      exposure/colour/blur/noise changes. Pairs: the real pair, plus pairs with covisibility ≥
+      :data:`MIN_COVISIBILITY` both ways, ``max_scene_pairs`` in all, spread over the covisibility range. Without
+      that module (older installs) only the real pair is written, with a note.
 
 ``minihomography/`` (subset ``MiniHomography``): known-homography pairs of real photos (scikit-image's bundled
     astronaut, coffee, chelsea, rocket, camera, immunohistochemistry).
@@ -68,6 +68,7 @@ DISTANCE = 1.5  # metres from the card centre to camera 0
 LEVELS = ((15.0, 4.0, 1.0), (30.0, 10.0, 0.85), (45.0, 20.0, 0.75))
 """Homography pair levels: (viewpoint change in degrees, roll in degrees, distance factor of view 1)."""
 MIN_COVISIBILITY = 0.2
+SCENE = "motorcycle"  # MiniScene's scene id
 SUPERSAMPLE = 2
 
 
@@ -304,13 +305,14 @@ def _half_outline(card: FoldedCard, view: View, side: int) -> np.ndarray:
 
 
 def middlebury_pair(images: dict[str, np.ndarray]) -> MiniPair:
-    """The real motorcycle stereo pair: calibrated K, ``R = I``, ``t = (−B, 0, 0)`` in metres."""
+    """The real motorcycle stereo pair alone: calibrated K, ``R = I``, ``t = (−B, 0, 0)`` in metres (used when the
+    rendered scene is not available)."""
     from gim_plugins.datasets.motorcycle import CALIBRATION, load_disparity, paths
     from gim_plugins.io import read_image
 
     files = paths()
     left, right = read_image(files["left"]), read_image(files["right"])
-    images["middlebury-left"], images["middlebury-right"] = left[..., :3], right[..., :3]
+    images["motorcycle-left"], images["motorcycle-right"] = left[..., :3], right[..., :3]
     T = np.eye(4)
     T[0, 3] = -CALIBRATION.baseline_mm / 1000.0
     disparity = load_disparity()
@@ -318,39 +320,46 @@ def middlebury_pair(images: dict[str, np.ndarray]) -> MiniPair:
     xs = np.arange(width)[None, :] - disparity  # x_right = x_left − d
     seen = np.isfinite(disparity) & (xs >= -0.5) & (xs <= width - 0.5)
     share = float(seen.sum() / disparity.size)
-    return MiniPair("middlebury", "left", "right", CALIBRATION.K("left"), CALIBRATION.K("right"), T, share, share)
+    return MiniPair(SCENE, "left", "right", CALIBRATION.K("left"), CALIBRATION.K("right"), T, share, share)
 
 
 def rendered_pairs(images: dict[str, np.ndarray], num_views: int, seed: int, max_pairs: int) -> list[MiniPair] | None:
-    """Pairs of the rendered motorcycle scene, or ``None`` when :mod:`gim_plugins.datasets.scene` is absent."""
+    """Pairs among the real left/right photos and the rendered views of the motorcycle scene, or ``None`` when
+    :mod:`gim_plugins.datasets.scene` is absent.
+
+    The real pair is always included; the others are the pairs with covisibility ≥ :data:`MIN_COVISIBILITY` both
+    ways, thinned to ``max_pairs`` in all spread evenly over the covisibility range.
+    """
     try:
         from gim_plugins.datasets import scene as scene_module
     except ImportError:
         return None
     views = scene_module.render_motorcycle_scene(num_views, seed=seed, include_real=True)
+    names = {v.name: Path(v.name).stem for v in views}
     cams = {v.name: View(np.asarray(v.K, float), np.asarray(v.R, float), np.asarray(v.t, float)) for v in views}
     depth = {v.name: np.asarray(v.depth, float) for v in views if v.depth is not None}
     for v in views:
-        images[f"rendered-{_safe(v.name)}"] = np.asarray(v.image)[..., :3]
-    candidates = []
+        images[f"{SCENE}-{names[v.name]}"] = np.asarray(v.image)[..., :3]
+    real: list[MiniPair] = []
+    candidates: list[MiniPair] = []
     for i, a in enumerate(views):
         for b in views[i + 1 :]:
             if a.name not in depth or b.name not in depth:
                 continue
             c0 = covisibility(cams[a.name], depth[a.name], cams[b.name], depth[b.name])
             c1 = covisibility(cams[b.name], depth[b.name], cams[a.name], depth[a.name])
-            if min(c0, c1) >= MIN_COVISIBILITY:
-                candidates.append(MiniPair("rendered", _safe(a.name), _safe(b.name), cams[a.name].K, cams[b.name].K,
-                                           relative_transform(cams[a.name], cams[b.name]), c0, c1))
+            pair = MiniPair(SCENE, names[a.name], names[b.name], cams[a.name].K, cams[b.name].K,
+                            relative_transform(cams[a.name], cams[b.name]), c0, c1)
+            if {pair.name0, pair.name1} == {"left", "right"}:
+                real.append(pair)
+            elif min(c0, c1) >= MIN_COVISIBILITY:
+                candidates.append(pair)
     candidates.sort(key=lambda p: (min(p.covisible0, p.covisible1), p.name0, p.name1))
-    if len(candidates) > max_pairs:
-        keep = np.unique(np.round(np.linspace(0, len(candidates) - 1, max_pairs)).astype(int))
+    budget = max(max_pairs - len(real), 0)
+    if len(candidates) > budget:
+        keep = np.unique(np.round(np.linspace(0, len(candidates) - 1, budget)).astype(int)) if budget else []
         candidates = [candidates[i] for i in keep]
-    return candidates
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    return real + candidates
 
 
 @dataclass
@@ -413,21 +422,23 @@ def write_mini(out: str | os.PathLike[str], *, num_views: int = 12, seed: int = 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         scene_images: dict[str, np.ndarray] = {}
-        scene_pairs = [middlebury_pair(scene_images)]
         say("rendering the motorcycle scene")
-        rendered = rendered_pairs(scene_images, num_views, seed, max_scene_pairs) if include_rendered else []
+        rendered = rendered_pairs(scene_images, num_views, seed, max_scene_pairs) if include_rendered else None
         if rendered is None:
-            notes.append("note: gim_plugins.datasets.scene is not installed; MiniScene holds only the real "
-                         "Middlebury pair")
+            scene_images.clear()
+            scene_pairs = [middlebury_pair(scene_images)]
+            if include_rendered:
+                notes.append("note: gim_plugins.datasets.scene is not installed; MiniScene holds only the real "
+                             "Middlebury pair")
         else:
-            scene_pairs += rendered
+            scene_pairs = rendered
         say("rendering the folded photo cards")
         card_images: dict[str, np.ndarray] = {}
         card_pairs = homography_pairs(card_images, photos, seed)
         _write_subset(tmp, "miniscene", scene_pairs, scene_images)
         _write_subset(tmp, "minihomography", card_pairs, card_images)
         counts = {"MiniScene": len(scene_pairs), "MiniHomography": len(card_pairs)}
-        meta = {"params": params, "pairs": counts, "notes": notes, "rendered_scene": bool(rendered),
+        meta = {"params": params, "pairs": counts, "notes": notes, "rendered_scene": rendered is not None,
                 "homographies": {f"{p.scene}-{p.name0}-{p.name1}": p.extra for p in card_pairs}}
         (tmp / "mini.json").write_text(json.dumps(meta, indent=1) + "\n")
         if out.exists():

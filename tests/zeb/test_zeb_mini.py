@@ -86,7 +86,7 @@ def test_cardinality_folded_card_geometry():
 def test_feature_middlebury_pair_is_calibrated():
     images: dict[str, np.ndarray] = {}
     pair = middlebury_pair(images)
-    assert images["middlebury-left"].shape == (500, 741, 3)
+    assert images["motorcycle-left"].shape == (500, 741, 3)
     assert pair.T_0to1[0, 3] == pytest.approx(-0.193001) and np.allclose(pair.T_0to1[:3, :3], np.eye(3))
     assert pair.K1[0, 2] - pair.K0[0, 2] == pytest.approx(31.086)
     assert 0.6 < pair.covisible0 < 1.0
@@ -99,7 +99,7 @@ def test_feature_write_mini_layout_atomic_and_idempotent(tmp_path: Path):
     assert [s.key for s in find_subsets(out)] == ["MiniScene", "MiniHomography"]
     ids = [p.identifier for p in load_pairs(out, get_subset("MiniHomography"))]
     assert ids == ["chelsea#v0#v1", "chelsea#v0#v2", "chelsea#v0#v3"]
-    assert [p.identifier for p in load_pairs(out, get_subset("MiniScene"))] == ["middlebury#left#right"]
+    assert [p.identifier for p in load_pairs(out, get_subset("MiniScene"))] == ["motorcycle#left#right"]
     meta = json.loads((out / "mini.json").read_text())
     assert set(meta["homographies"]) == {"chelsea-v0-v1", "chelsea-v0-v2", "chelsea-v0-v3"}
     assert not write_mini(out, photos=("chelsea",), include_rendered=False).created
