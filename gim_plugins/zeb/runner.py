@@ -323,12 +323,19 @@ class _World:
     rank: int
     size: int
     distributed: bool
+    owns_group: bool = False  # the process group was created here (and is destroyed at the end of the run)
 
     def barrier(self) -> None:
         if self.distributed:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
 def _init_world(shard: tuple[int, int] | None) -> _World:
@@ -339,9 +346,10 @@ def _init_world(shard: tuple[int, int] | None) -> _World:
         raise ValueError("--shard and torchrun are alternatives: torchrun already splits the pairs over its ranks")
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend="gloo")  # only barriers are exchanged; gloo works next to CUDA too
-    return _World(dist.get_rank(), dist.get_world_size(), distributed=True)
+    return _World(dist.get_rank(), dist.get_world_size(), distributed=True, owns_group=owns)
 
 
 def _rank_device(device: str, world: _World) -> str:
@@ -461,6 +469,14 @@ def run(config: RunConfig, data_dir: str | os.PathLike[str], out_dir: str | os.P
         if not subset_dir(data_dir, subset).is_dir():
             raise FileNotFoundError(f"ZEB subset folder not found: {subset_dir(data_dir, subset)}")
     world = _init_world(config.shard)
+    try:
+        return _run(config, data_dir, out_dir, subsets, world, overwrite)
+    finally:
+        world.close()
+
+
+def _run(config: RunConfig, data_dir: Path, out_dir: Path, subsets: list[Subset], world: _World,
+         overwrite: bool) -> RunSummary:
     device = _rank_device(config.device, world)
     method = _build_method(config, device)
     store = MethodStore(out_dir, method.name, method.version)
