@@ -164,7 +164,7 @@ def test_feature_fast_backbone_equals_module_path():
         backbone.fast = False
         exact = backbone(x)
     for a, b in zip(fast, exact):
-        assert a.shape == b.shape and a.is_contiguous()
+        assert a.shape == b.shape
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-4
 
 

@@ -127,10 +127,11 @@ class GIMResNetFPN(nn.Module):
         mid = self._outconv2_folded(self.layer2_outconv2, mid)
         fine = self.layer1_outconv(x1).add_(self._up2(mid))
         fine = self._outconv2_folded(self.layer1_outconv2, fine)
-        return coarse.contiguous(), fine.contiguous()
+        return coarse, fine  # channels-last: flattening the coarse map to (N, HW, C) is then free
 
     @staticmethod
     def _outconv2_folded(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         conv_a, bn, act, conv_b = seq
         assert isinstance(conv_a, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and isinstance(conv_b, nn.Conv2d)
-        return conv_b(act(_conv_bn(x, conv_a, bn)))
+        assert isinstance(act, nn.LeakyReLU)
+        return conv_b(F.leaky_relu_(_conv_bn(x, conv_a, bn), act.negative_slope))
