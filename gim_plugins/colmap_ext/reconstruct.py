@@ -21,6 +21,7 @@ already done, and writes its outputs atomically):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS
 from gim_plugins.conf import Conf, merge_conf, to_plain
 
 __all__ = ["DEFAULT_CONF", "ReconstructPaths", "database_step", "load_correspondences", "main", "mapping_step",
-           "match_step"]
+           "match_step", "output_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,7 @@ def mapping_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mappi
     summary = _read_json(paths.summary)
     if summary.get("key") == key and paths.model.is_dir():
         log.info("model %s is up to date", paths.model)
+        _write_json(paths.summary, {**summary, "match": _read_json(paths.out / "match.json"), "database": info})
         return paths.summary
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=".sparse.", dir=paths.out))
@@ -405,10 +407,35 @@ def mapping_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mappi
     return paths.summary
 
 
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Exclusive use of an output folder; removes what a killed run left in temporary folders.
+
+    Raises:
+        RuntimeError: another ``gim reconstruct`` holds the folder.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{out} is in use by another gim reconstruct; wait for it or use another --out"
+                               ) from None
+        for stale in [*out.glob(".database.*"), *out.glob(".sparse.*")]:
+            log.info("removing %s left by an interrupted run", stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
     """Run match → database → mapping; returns ``summary.json`` (resumable: finished work is skipped)."""
     conf, paths = _conf(conf), ReconstructPaths.of(paths)
-    paths.out.mkdir(parents=True, exist_ok=True)
-    match_step(conf, paths)
-    database_step(conf, paths)
-    return mapping_step(conf, paths)
+    with output_lock(paths.out):
+        match_step(conf, paths)
+        database_step(conf, paths)
+        return mapping_step(conf, paths)
