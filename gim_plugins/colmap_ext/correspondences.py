@@ -7,12 +7,13 @@ pixel convention; exporters convert (+0.5) at the COLMAP boundary only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Correspondences", "indices_of", "track_statistics"]
+__all__ = ["Correspondences", "from_hloc_h5", "indices_of", "track_statistics"]
 
 
 @dataclass
@@ -135,3 +136,40 @@ def track_statistics(keypoints: Mapping[str, np.ndarray], matches: Mapping[tuple
     return {"tracks": int(tracks.sum()), "mean_track_length": float(size[tracks].mean()),
             "share_long_tracks": float((distinct_images[tracks] >= 3).mean()),
             "inconsistent_tracks": int((distinct_images[tracks] < size[tracks]).sum())}
+
+
+def from_hloc_h5(features: str | os.PathLike[str], matches: str | os.PathLike[str],
+                 pairs: Sequence[tuple[str, str]], image_sizes: Mapping[str, tuple[int, int]] | None = None
+                 ) -> Correspondences:
+    """Read hloc's ``features.h5`` / ``matches.h5`` (any of its layouts) for ``pairs``, without hloc.
+
+    Args:
+        image_sizes: ``{name: (H, W)}``; needed for images whose features carry no ``image_size`` (dense layout).
+    """
+    import h5py
+
+    from gim_plugins import h5io
+
+    names = sorted({n for pair in pairs for n in pair})
+    keypoints, sizes, scores = {}, {}, {}
+    with h5py.File(features, "r") as handle:
+        for name in names:
+            if name not in handle or "keypoints" not in handle[name]:
+                raise KeyError(f"no keypoints for image {name!r} in {features}")
+            group = handle[name]
+            keypoints[name] = np.asarray(group["keypoints"][()], dtype=np.float32)
+            for key in ("scores", "score"):
+                if key in group:
+                    scores[name] = np.asarray(group[key][()], dtype=np.float32)
+            if "image_size" in group:
+                width, height = (int(v) for v in group["image_size"][()])
+                sizes[name] = (height, width)
+            elif image_sizes is not None and name in image_sizes:
+                sizes[name] = tuple(image_sizes[name])  # type: ignore[assignment]
+            else:
+                raise KeyError(f"{name}: {features} stores no image_size; pass image_sizes")
+    pair_matches, pair_scores = {}, {}
+    for name0, name1 in pairs:
+        indices, values = h5io.read_matches(matches, name0, name1)
+        pair_matches[(name0, name1)], pair_scores[(name0, name1)] = indices, values
+    return Correspondences(keypoints, sizes, pair_matches, scores, pair_scores)

@@ -90,8 +90,9 @@ def export_hloc_h5(correspondences: Correspondences, out: str | os.PathLike[str]
                    dense: bool | None = None) -> Path:
     """hloc's ``features.h5`` and ``matches.h5`` in ``out`` (hosts.md §1.5); returns ``out``.
 
-    Sparse correspondences use hloc's ``extract_features`` / ``match_features`` layout (float16 keypoints, int16
-    ``matches0``); merged dense ones (``dense=None`` follows ``correspondences.dense``) use ``match_dense``'s
+    Sparse correspondences use hloc's ``extract_features`` / ``match_features`` layout (``image_size``, int16
+    ``matches0``) but keep float32 keypoints: hloc's float16 (``as_half``) quantises coordinates above 512 px to
+    0.25–0.5 px, and its readers accept either; merged dense ones (``dense=None`` follows ``correspondences.dense``) use ``match_dense``'s
     (float32 keypoints + ``score``, int32 ``matches0``; the raw per-pair points are not kept). Either is what
     ``hloc.reconstruction`` reads.
     """
@@ -104,7 +105,8 @@ def export_hloc_h5(correspondences: Correspondences, out: str | os.PathLike[str]
         for name in correspondences.names:
             h5io.write_features(handle, name, correspondences.keypoints[name],
                                 scores=correspondences.keypoint_scores.get(name),
-                                image_size=None if is_dense else correspondences.image_sizes[name], dense=is_dense)
+                                image_size=None if is_dense else correspondences.image_sizes[name], dense=is_dense,
+                                as_half=False)
     with h5io.atomic_h5(target / "matches.h5", append=False) as handle:
         for (name0, name1), pairs in sorted(correspondences.matches.items()):
             num0 = len(correspondences.keypoints[name0])

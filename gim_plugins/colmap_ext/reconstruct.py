@@ -159,7 +159,7 @@ def _pairs(conf: Conf, paths: ReconstructPaths) -> tuple[list[str], list[tuple[s
 def match_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
     """Match every pair not yet in ``matches.sqlite``; returns the store's path.
 
-    Writes ``match.json``: pairs, pairs matched in this run, extractions in this run, seconds.
+    Writes ``match.json``: pairs, pairs matched and images extracted in this run, seconds (extraction, matching).
     """
     from tqdm import tqdm
 
@@ -177,6 +177,7 @@ def match_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping
         if cache is not None:
             for name in tqdm(names, desc="extract", unit="image", disable=not conf.progress):
                 cache.get(name, paths.images / name)
+        extract_seconds = time.perf_counter() - start
         for name0, name1 in tqdm(todo, desc=f"match ({matcher.name})", unit="pair", disable=not conf.progress):
             pair_start = time.perf_counter()
             if cache is not None:
@@ -188,8 +189,10 @@ def match_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping
                       time.perf_counter() - pair_start)
         extracted = cache.num_extracted if cache is not None else 0
         stored_seconds = store.seconds()
+    seconds = time.perf_counter() - start
     report = {"pairs": len(pairs), "matched_now": len(todo), "extracted_now": extracted, "images": len(names),
-              "seconds_now": time.perf_counter() - start, "match_seconds_total": stored_seconds,
+              "seconds_now": seconds, "extract_seconds_now": extract_seconds,
+              "pair_seconds_now": seconds - extract_seconds, "match_seconds_total": stored_seconds,
               "matcher": matcher.name, "sparse": bool(matcher.is_sparse)}
     _write_json(paths.out / "match.json", report)
     return paths.matches

@@ -57,7 +57,7 @@ def test_feature_hloc_h5_layout(tmp_path) -> None:
     corr = _toy()
     out = exporters.export("hloc-h5", corr, tmp_path / "hloc")
     with h5py.File(out / "features.h5", "r") as handle:
-        assert handle["sub"]["b.png"]["keypoints"].dtype == np.float16
+        assert handle["sub"]["b.png"]["keypoints"].dtype == np.float32  # not hloc's lossy float16
         assert handle["sub"]["b.png"]["image_size"][()].tolist() == [10, 5]
     np.testing.assert_array_equal(h5io.read_keypoints(out / "features.h5", "sub/b.png"), corr.keypoints["sub/b.png"])
     matches, scores = h5io.read_matches(out / "matches.h5", "sub/b.png", "a.png")
@@ -69,6 +69,25 @@ def test_feature_hloc_h5_layout(tmp_path) -> None:
         assert handle["a.png"]["keypoints"].dtype == np.float32 and "image_size" not in handle["a.png"]
     with h5py.File(out / "matches.h5", "r") as handle:
         assert handle["a.png"]["sub-b.png"]["matches0"].dtype == np.int32
+
+
+def test_feature_hloc_h5_roundtrip(tmp_path, dense_correspondences) -> None:
+    """What the hloc-h5 exporter writes, colmap_ext reads back through the core (gim_plugins.h5io), no hloc."""
+    from gim_plugins.colmap_ext.correspondences import from_hloc_h5
+
+    for corr, dense in ((_toy(), False), (dense_correspondences, True)):
+        out = exporters.export("hloc-h5", corr, tmp_path / f"hloc{dense}")
+        back = from_hloc_h5(out / "features.h5", out / "matches.h5", list(corr.matches),
+                            image_sizes=corr.image_sizes if dense else None)
+        assert back.image_sizes == corr.image_sizes
+        for name in corr.names:
+            np.testing.assert_array_equal(back.keypoints[name], corr.keypoints[name])
+        for pair, pairs in corr.matches.items():
+            np.testing.assert_array_equal(back.matches[pair][np.argsort(back.matches[pair][:, 0])],
+                                          pairs[np.argsort(pairs[:, 0])])
+    with pytest.raises(KeyError, match="image_size"):
+        from_hloc_h5(tmp_path / "hlocTrue" / "features.h5", tmp_path / "hlocTrue" / "matches.h5",
+                     list(dense_correspondences.matches))
 
 
 def test_feature_registry() -> None:

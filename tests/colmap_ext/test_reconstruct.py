@@ -202,3 +202,22 @@ def test_smoke_cli(gt_dense, scene_dir, tmp_path, capsys) -> None:
     assert "matched now: 0" in capsys.readouterr().out
     assert main(["reconstruct", str(tmp_path / "nothing"), "--matcher", "gt_dense"]) == 1
     assert "image directory not found" in capsys.readouterr().err
+
+
+def test_exception_corrupt_feature_cache_is_replaced(scene_views, tmp_path) -> None:
+    """A features.h5 left unreadable (e.g. killed mid-write) is moved aside and features are extracted again."""
+    images = tmp_path / "images"
+    scene.write_scene([scene_views[0], scene_views[-1]], images)
+    conf = {"matcher": "root_sift", "matcher_conf": {"max_keypoints": 500}, "pairs": "exhaustive",
+            "progress": False}
+    paths = {"images": images, "out": tmp_path / "out"}
+    reconstruct.match_step(conf, paths)
+    report = json.loads((tmp_path / "out" / "match.json").read_text())
+    assert report["extracted_now"] == 2 and report["matched_now"] == 1
+    (tmp_path / "out" / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    reconstruct.match_step(conf, paths)
+    report = json.loads((tmp_path / "out" / "match.json").read_text())
+    assert report["extracted_now"] == 2 and report["matched_now"] == 0  # features again; the match was kept
+    assert len(list((tmp_path / "out").glob("features.h5.corrupt-*"))) == 1
+    corr = reconstruct.load_correspondences(conf, paths)
+    assert len(corr.matches[("left.png", "right.png")]) > 100
