@@ -92,9 +92,9 @@ def export_hloc_h5(correspondences: Correspondences, out: str | os.PathLike[str]
 
     Sparse correspondences use hloc's ``extract_features`` / ``match_features`` layout (``image_size``, int16
     ``matches0``) but keep float32 keypoints: hloc's float16 (``as_half``) quantises coordinates above 512 px to
-    0.25–0.5 px, and its readers accept either; merged dense ones (``dense=None`` follows ``correspondences.dense``) use ``match_dense``'s
-    (float32 keypoints + ``score``, int32 ``matches0``; the raw per-pair points are not kept). Either is what
-    ``hloc.reconstruction`` reads.
+    0.25–0.5 px, and its readers accept either. Merged dense ones (``dense=None`` follows
+    ``correspondences.dense``) use ``match_dense``'s layout (float32 keypoints + ``score``, int32 ``matches0``; the
+    raw per-pair points are not kept). Either is what ``hloc.reconstruction`` reads.
     """
     from gim_plugins import h5io
 

@@ -81,13 +81,33 @@ class ReconstructPaths:
             return paths
         return cls(Path(paths["images"]), Path(paths["out"]))
 
-    pairs = property(lambda self: self.out / "pairs.txt")
-    features = property(lambda self: self.out / "features.h5")
-    matches = property(lambda self: self.out / "matches.sqlite")
-    database = property(lambda self: self.out / "database.db")
-    database_info = property(lambda self: self.out / "database.json")
-    model = property(lambda self: self.out / "sparse" / "0")
-    summary = property(lambda self: self.out / "summary.json")
+    @property
+    def pairs(self) -> Path:
+        return self.out / "pairs.txt"
+
+    @property
+    def features(self) -> Path:
+        return self.out / "features.h5"
+
+    @property
+    def matches(self) -> Path:
+        return self.out / "matches.sqlite"
+
+    @property
+    def database(self) -> Path:
+        return self.out / "database.db"
+
+    @property
+    def database_info(self) -> Path:
+        return self.out / "database.json"
+
+    @property
+    def model(self) -> Path:
+        return self.out / "sparse" / "0"
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "summary.json"
 
 
 def _conf(conf: Mapping[str, Any] | None) -> Conf:
