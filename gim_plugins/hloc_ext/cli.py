@@ -7,6 +7,7 @@ hloc's own CLI offers, plus what is missing: hloc itself, the ``.pth`` hook, tor
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -53,9 +54,8 @@ def check() -> list[str]:
         print(f"hloc: not importable ({exc})")
         return [*problems, "hloc is not installed: pip install --no-deps <hloc source tree> (it is not on PyPI)"]
     print(f"hloc {getattr(hloc, '__version__', '?')} at {os.path.dirname(hloc.__file__)}")
-    try:
-        import torchvision.transforms.functional  # noqa: F401
-
+    try:  # a probe of the user's environment, not a dependency: hloc.match_dense imports it
+        importlib.import_module("torchvision.transforms.functional")
         print("torchvision: importable (hloc.match_dense uses it)")
     except Exception as exc:
         print(f"torchvision: not importable ({type(exc).__name__}); hloc.match_dense uses gim_plugins' torch-only "
