@@ -462,3 +462,43 @@ def test_smoke_pth_line_is_silent_without_the_package(tmp_path: Path) -> None:
                           cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert proc.stdout.strip() == "ok"
     assert proc.stderr == ""
+
+
+# ------------------------------------------------------------------------------------------------------ packaging
+
+
+@pytest.mark.slow
+def test_feature_wheel_install_activates_pth_and_uninstall_removes_it(standin: Path, tmp_path: Path) -> None:
+    """A normal (wheel) install puts gim_plugins.pth at the site-packages root; uninstalling removes it again.
+
+    (The editable install is what the test suite itself runs in: ``needs_pth`` tests cover it.)
+    """
+    repo = Path(__file__).resolve().parents[2]
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(repo)],
+                   check=True, timeout=600, capture_output=True)
+    wheel = next(wheels.glob("gim_plugins-*.whl"))
+    import zipfile
+
+    assert "gim_plugins.pth" in zipfile.ZipFile(wheel).namelist()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
+                   timeout=300, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("GIM_PLUGINS_NO_HOOKS", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(standin)  # stand-in hloc; gim_plugins itself comes from the wheel (no torch needed)
+    proc = subprocess.run([python, "-m", "hloc.match_dense", "--conf", "gim_dkm"], capture_output=True, text=True,
+                          env=env, cwd=standin, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = confs_line(proc.stdout)
+    assert {"builtin", "gim_dkm", "gim_loftr", "plugin_dense"} <= set(names)
+    assert "OUTPUT=matches-gim_dkm" in proc.stdout
+    where = subprocess.run([python, "-c", "import gim_plugins; print(gim_plugins.__file__)"], capture_output=True,
+                           text=True, env=env, check=True).stdout
+    assert where.startswith(str(venv))
+    subprocess.run([python, "-m", "pip", "uninstall", "-q", "-y", "gim-plugins"], check=True, timeout=120)
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    assert not (site / "gim_plugins.pth").exists()
+    after = subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert after.stdout.strip() == "ok" and after.stderr == ""

@@ -296,3 +296,13 @@ def test_feature_sparse_extract_and_match_motorcycle(tmp_path: Path, aliked_weig
     kp0, kp1 = get_keypoints(features, "left.png"), get_keypoints(features, "right.png")
     share, count = motorcycle.disparity_agreement(kp0[idx[:, 0]], kp1[idx[:, 1]], motorcycle.load_disparity())
     assert len(idx) > 500 and share > 0.8, (len(idx), share, count)
+
+
+def test_smoke_gim_hloc_self_test(capsys: pytest.CaptureFixture[str]) -> None:
+    from gim_plugins.cli import main
+
+    assert main(["hloc"]) == 0
+    out = capsys.readouterr().out
+    assert "finder installed" in out
+    assert "python -m hloc.match_dense --conf: gim_dkm, gim_loftr" in out
+    assert "python -m hloc.match_features --conf: aliked_lightglue, gim_lightglue" in out
