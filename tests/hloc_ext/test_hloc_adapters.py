@@ -45,7 +45,7 @@ def test_feature_resize_identity_and_shapes() -> None:
 
 def test_exception_resize_unsupported_calls() -> None:
     image = pattern()
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         resize(image.numpy(), (16, 8))
     with pytest.raises(ValueError, match="explicit"):
         resize(image, 16)

@@ -28,7 +28,7 @@ from hloc import matchers as hloc_matchers
 from hloc.utils.base_model import dynamic_load
 from hloc.utils.io import get_keypoints, get_matches
 
-from gim_plugins import _bootstrap
+from gim_plugins import _bootstrap, h5io
 from gim_plugins.conf import Conf, ConfError
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.registry import register_matcher, unregister_matcher
@@ -192,6 +192,14 @@ def test_feature_dense_pixel_convention_is_exact(tmp_path: Path, stars: Any) -> 
         delta = kp0[idx[:, 0]] - kp1[idx[:, 1]]
         tx, ty = np.subtract(shifts[name1], shifts[name0])
         assert len(idx) > 20 and np.all(np.abs(delta - (tx, ty)) <= 2.0)
+        # gim_plugins.h5io reads hloc's dense files the same way (pair found reversed, too)
+        ours, _ = h5io.read_matches(matches, name0, name1)
+        np.testing.assert_array_equal(ours, idx)
+        np.testing.assert_array_equal(h5io.read_matches(matches, name1, name0)[0], idx[:, ::-1])
+        np.testing.assert_array_equal(h5io.read_keypoints(features, name0), kp0)
+        k0, k1, _ = h5io.read_dense_matches(matches, name1, name0)
+        with h5py.File(matches, "r") as fd:
+            np.testing.assert_array_equal(k0, fd[name0][name1]["keypoints1"][()])
 
 
 class RecordingMatcher(BaseMatcher):
@@ -292,8 +300,12 @@ def test_feature_sparse_extract_and_match_motorcycle(tmp_path: Path, aliked_weig
     expected = (direct + 0.5) * scale - 0.5
     np.testing.assert_allclose(get_keypoints(features, "left.png"), expected, atol=1e-3)
 
-    idx, _ = get_matches(matches, "left.png", "right.png")
+    idx, scores = get_matches(matches, "left.png", "right.png")
     kp0, kp1 = get_keypoints(features, "left.png"), get_keypoints(features, "right.png")
+    ours, our_scores = h5io.read_matches(matches, "left.png", "right.png")  # gim_plugins.h5io agrees with hloc
+    np.testing.assert_array_equal(ours, idx)
+    np.testing.assert_allclose(our_scores, scores)
+    np.testing.assert_array_equal(h5io.read_keypoints(features, "right.png"), kp1)
     share, count = motorcycle.disparity_agreement(kp0[idx[:, 0]], kp1[idx[:, 1]], motorcycle.load_disparity())
     assert len(idx) > 500 and share > 0.8, (len(idx), share, count)
 
@@ -306,3 +318,125 @@ def test_smoke_gim_hloc_self_test(capsys: pytest.CaptureFixture[str]) -> None:
     assert "finder installed" in out
     assert "python -m hloc.match_dense --conf: gim_dkm, gim_loftr" in out
     assert "python -m hloc.match_features --conf: aliked_lightglue, gim_lightglue" in out
+
+
+def test_feature_h5io_files_are_read_by_hloc(tmp_path: Path) -> None:
+    """Files written by gim_plugins.h5io load through hloc's own readers and match_features' dataset."""
+    from hloc.match_features import FeaturePairsDataset
+
+    rng = np.random.default_rng(0)
+    features, matches = tmp_path / "feats.h5", tmp_path / "matches.h5"
+    kps = {"a/x.png": rng.uniform(0, 100, (50, 2)), "b.png": rng.uniform(0, 100, (40, 2))}
+    with h5io.atomic_h5(features) as handle:
+        for name, kp in kps.items():
+            h5io.write_features(handle, name, kp, descriptors=rng.normal(size=(len(kp), 8)),
+                                scores=rng.uniform(size=len(kp)), image_size=(120, 160), uncertainty=1.5)
+    pairs = np.array([[0, 3], [5, 1], [7, 39]])
+    with h5io.atomic_h5(matches) as handle:
+        h5io.write_matches(handle, "a/x.png", "b.png", pairs, 50, scores=[0.9, 0.8, 0.7])
+    keypoints, uncertainty = get_keypoints(features, "a/x.png", return_uncertainty=True)
+    np.testing.assert_allclose(keypoints, kps["a/x.png"], atol=0.05)  # float16 storage
+    assert uncertainty == 1.5
+    idx, scores = get_matches(matches, "b.png", "a/x.png")  # reversed query, flipped by hloc
+    np.testing.assert_array_equal(idx, pairs[:, ::-1])
+    np.testing.assert_allclose(scores, [0.9, 0.8, 0.7], atol=1e-3)
+    item = FeaturePairsDataset([("a/x.png", "b.png")], features, features)[0]
+    assert item["descriptors0"].shape == (8, 50) and item["keypoints1"].shape == (40, 2)
+    assert item["image0"].shape == (1, 120, 160)  # hloc derives the dummy image from (W, H) image_size
+
+
+# ------------------------------------------------------------------------------------------------- reconstruction
+
+
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity ``(s, R, t)`` minimising ``|| s·R·source + t − target ||`` over (N, 3) point sets."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    xs, xt = source - mu_s, target - mu_t
+    u, d, vt = np.linalg.svd(xt.T @ xs / len(source))
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(d) @ sign) / xs.var(0).sum())
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def pose_errors(model: Any, views: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-centre errors (metres, after a similarity alignment) and relative-rotation errors (degrees, all pairs).
+
+    Rotations are compared pairwise (``R_j R_iᵀ``), which needs no alignment: aligning by camera centres alone would
+    add a rotation error of the order of centre error / camera spread (≈1° here) to every camera.
+    """
+    by_name = {view.name: view for view in views}
+    names = sorted(image.name for image in model.images.values())
+    poses = {image.name: image.cam_from_world() for image in model.images.values()}
+    rotations = {name: poses[name].rotation.matrix() for name in names}
+    estimated = np.array([-rotations[n].T @ np.asarray(poses[n].translation) for n in names])
+    truth = np.array([by_name[n].center for n in names])
+    scale, align, shift = umeyama(estimated, truth)
+    centre_errors = np.linalg.norm(scale * estimated @ align.T + shift - truth, axis=1)
+    rotation_errors = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            relative_est = rotations[second] @ rotations[first].T
+            relative_gt = by_name[second].R @ by_name[first].R.T
+            cos = (np.trace(relative_gt.T @ relative_est) - 1) / 2
+            rotation_errors.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return centre_errors, np.array(rotation_errors)
+
+
+@pytest.fixture(scope="module")
+def scene_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+    scene = pytest.importorskip("gim_plugins.datasets.scene", reason="the rendered scene comes with the colmap work")
+    views = scene.render_motorcycle_scene(num_views=6, seed=0, include_real=True, with_depth=False)
+    directory = tmp_path_factory.mktemp("scene")
+    scene.write_scene(views, directory)
+    return directory, views
+
+
+def reconstruct(tmp_path: Path, images: Path, pairs: Path, features: Path, matches: Path, views: list[Any]) -> Any:
+    from hloc import reconstruction
+
+    model = reconstruction.main(tmp_path / "sfm", images, pairs, features, matches,
+                                image_list=[view.name for view in views])
+    assert model is not None, "hloc reconstruction produced no model"
+    centre, rotation = pose_errors(model, views)
+    extent = np.ptp(np.array([view.center for view in views]), axis=0).max()
+    print(f"registered {model.num_reg_images()}/{len(views)} images, {model.num_points3D()} points, "
+          f"reprojection {model.compute_mean_reprojection_error():.2f} px; camera centres: median "
+          f"{np.median(centre) * 1000:.1f} mm, max {centre.max() * 1000:.1f} mm (camera spread {extent:.2f} m); "
+          f"relative rotations: median {np.median(rotation):.2f}°, max {rotation.max():.2f}°")
+    return model, centre, rotation, extent
+
+
+@pytest.mark.slow
+def test_feature_reconstruction_sparse_aliked(tmp_path: Path, scene_dir: tuple[Path, list[Any]],
+                                              aliked_weights: None) -> None:
+    """hloc extract_features(aliked_n16) + match_features(aliked_lightglue) + reconstruction registers every image."""
+    from hloc import pairs_from_exhaustive
+
+    images, views = scene_dir
+    pairs = tmp_path / "pairs.txt"
+    pairs_from_exhaustive.main(pairs, image_list=[view.name for view in views])
+    conf = extract_features.confs["aliked_n16"]
+    features = extract_features.main(conf, images, export_dir=tmp_path, image_list=[view.name for view in views])
+    matches = match_features.main(match_features.confs["aliked_lightglue"], pairs, conf["output"],
+                                  export_dir=tmp_path)
+    model, centre, rotation, extent = reconstruct(tmp_path, images, pairs, features, matches, views)
+    assert model.num_reg_images() == len(views)
+    assert np.median(centre) < 0.03 * extent and np.median(rotation) < 0.5
+
+
+@pytest.mark.slow
+def test_feature_reconstruction_dense_path(tmp_path: Path, scene_dir: tuple[Path, list[Any]],
+                                           aliked_weights: None) -> None:
+    """hloc match_dense (GIM's dense settings, a real learned matcher) + reconstruction registers every image."""
+    from hloc import pairs_from_exhaustive
+
+    images, views = scene_dir
+    pairs = tmp_path / "pairs.txt"
+    pairs_from_exhaustive.main(pairs, image_list=[view.name for view in views])
+    conf = {**match_dense.confs["gim_dkm"], "output": "matches-dense-aliked",
+            "model": {"name": "gim_plugins_dense", "matcher": "aliked_lightglue"}}
+    features, matches = match_dense.main(conf, pairs, images, export_dir=tmp_path)
+    model, centre, rotation, extent = reconstruct(tmp_path, images, pairs, features, matches, views)
+    assert model.num_reg_images() == len(views)
+    assert np.median(centre) < 0.03 * extent and np.median(rotation) < 0.5
