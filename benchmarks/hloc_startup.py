@@ -49,9 +49,19 @@ def importtime(args: list[str], env: dict[str, str]) -> dict[str, tuple[int, int
 
 
 def wall(args: list[str], env: dict[str, str]) -> float:
+    return timed(args, env)[0]
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (user + system) of one interpreter run; CPU time is robust to a busy machine."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, *args], env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def site_dirs() -> list[str]:
@@ -83,7 +93,7 @@ def hloc_self_ms(times: dict[str, tuple[int, int]]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=15, help="interpreters per start-up configuration")
+    parser.add_argument("--runs", type=int, default=40, help="interpreters per start-up configuration")
     parser.add_argument("--hloc-runs", type=int, default=5, help="interpreters per hloc configuration (≈4 s each)")
     args = parser.parse_args()
     # Bytecode caching on, as after any pip install (pip compiles .pyc at install time): a PYTHONDONTWRITEBYTECODE
@@ -105,17 +115,19 @@ def main() -> int:
         boot_off.append(times.get("gim_plugins._bootstrap", (0, 0))[1] + times.get("gim_plugins", (0, 0))[0])
         wall_on.append(wall(["-c", "pass"], base_env))
         wall_off.append(wall(["-c", "pass"], off_env))
-        wall_pth.append(wall(["-S", "-c", with_pth_code("pass")], base_env))
-        wall_nopth.append(wall(["-S", "-c", without_pth_code("pass")], base_env))
+        wall_pth.append(timed(["-S", "-c", with_pth_code("pass")], base_env))
+        wall_nopth.append(timed(["-S", "-c", without_pth_code("pass")], base_env))
     med = statistics.median
     print(f"interpreter start-up, median of {args.runs} ({sys.executable}):")
     print(f"  import of gim_plugins + gim_plugins._bootstrap (-X importtime): {med(boot) / 1000:.2f} ms "
           f"(GIM_PLUGINS_NO_HOOKS=1: {med(boot_off) / 1000:.2f} ms)")
     print(f"  wall clock `python -c pass`: {med(wall_on) * 1000:.1f} ms with hooks, "
           f"{med(wall_off) * 1000:.1f} ms with GIM_PLUGINS_NO_HOOKS=1")
-    print(f"  wall clock, site processed by hand: {med(wall_pth) * 1000:.1f} ms with {PTH}, "
-          f"{med(wall_nopth) * 1000:.1f} ms without → added {(med(wall_pth) - med(wall_nopth)) * 1000:+.1f} ms "
-          f"(ratio {med(wall_pth) / med(wall_nopth):.3f})")
+    for label, index in (("wall clock", 0), ("CPU time", 1)):
+        with_ms = med(r[index] for r in wall_pth) * 1000
+        without_ms = med(r[index] for r in wall_nopth) * 1000
+        print(f"  {label}, site processed by hand: {with_ms:.1f} ms with {PTH}, {without_ms:.1f} ms without → "
+              f"added {with_ms - without_ms:+.1f} ms (ratio {with_ms / without_ms:.3f})")
 
     # ---------------------------------------------------------------------------------------------- hloc import
     try:
