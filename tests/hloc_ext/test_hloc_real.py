@@ -345,6 +345,84 @@ def test_feature_h5io_files_are_read_by_hloc(tmp_path: Path) -> None:
     assert item["image0"].shape == (1, 120, 160)  # hloc derives the dummy image from (W, H) image_size
 
 
+# -------------------------------------------------------------------------------------- gim_loftr, synthetic weights
+
+
+@pytest.fixture(scope="module")
+def loftr_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gim_loftr_50h.ckpt``: random tensors in GIM's raw layout (``model.<key>``), from the state-dict manifest."""
+    import importlib.util
+
+    from gim_plugins.registry import list_matchers
+
+    if "gim_loftr" not in list_matchers():
+        pytest.skip("the gim_loftr matcher is not registered (it lands with the LoFTR/LightGlue work)")
+    helper = Path(__file__).resolve().parents[1] / "models" / "_ll_synthetic.py"
+    if not helper.is_file():
+        pytest.skip(f"{helper} (synthetic checkpoints from the manifests) is missing")
+    spec = importlib.util.spec_from_file_location("_hloc_synthetic_checkpoints", helper)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    path = tmp_path_factory.mktemp("weights") / "gim_loftr_50h.ckpt"
+    torch.save({"state_dict": module.synthetic_state_dict("gim_loftr", prefix="model.")}, path)
+    return path
+
+
+def small_pair(directory: Path) -> Path:
+    """The motorcycle pair cut to 320×240 crops in ``directory``; returns the pairs file."""
+    from gim_plugins.datasets import motorcycle
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for side in ("left", "right"):
+        image = cv2.imread(str(motorcycle.paths()[side]))
+        cv2.imwrite(str(directory / f"{side}.png"), image[130:370, 200:520])
+    pairs = directory.parent / "pairs.txt"
+    pairs.write_text("left.png right.png\n")
+    return pairs
+
+
+def test_feature_gim_loftr_match_dense_writes_valid_h5(tmp_path: Path, loftr_checkpoint: Path) -> None:
+    """hloc.match_dense with the registered gim_loftr conf, a synthetic checkpoint and a matcher option."""
+    import copy
+
+    pairs = small_pair(tmp_path / "images")
+    conf = copy.deepcopy(match_dense.confs["gim_loftr"])
+    conf["model"].update(weights=str(loftr_checkpoint), coarse_threshold=0.0)  # random weights: keep every match
+    features, matches = match_dense.main(conf, pairs, tmp_path / "images", export_dir=tmp_path)
+    with h5py.File(matches, "r") as fd:
+        group = fd["left.png"]["right.png"]
+        k0, k1, scores = group["keypoints0"][()], group["keypoints1"][()], group["scores"][()]
+        assert k0.dtype == k1.dtype == scores.dtype == np.float32
+        assert k0.shape == k1.shape == (len(scores), 2) and len(scores) > 50
+        for k in (k0, k1):
+            assert np.all((k >= -0.5) & (k <= np.array([320, 240]) - 0.5))
+        assert group["matches0"].dtype == np.int32 and group["matching_scores0"].dtype == np.float16
+    with h5py.File(features, "r") as fd:
+        assert set(fd["left.png"]) == {"keypoints", "score"} and fd["left.png"]["keypoints"].dtype == np.float32
+    idx, _ = get_matches(matches, "left.png", "right.png")
+    assert len(idx) > 0
+    assert idx[:, 0].max() < len(get_keypoints(features, "left.png"))
+    assert idx[:, 1].max() < len(get_keypoints(features, "right.png"))
+
+
+def test_smoke_gim_loftr_hloc_cli(tmp_path: Path, loftr_checkpoint: Path) -> None:
+    """``python -m hloc.match_dense --conf gim_loftr`` end to end, weights found through ``$GIM_WEIGHTS_DIR``."""
+    pairs = small_pair(tmp_path / "images")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != _bootstrap.ENV_DISABLE}
+    env["GIM_WEIGHTS_DIR"] = str(loftr_checkpoint.parent)
+    proc = subprocess.run([sys.executable, "-m", "hloc.match_dense", "--conf", "gim_loftr", "--pairs", str(pairs),
+                           "--image_dir", str(tmp_path / "images"), "--export_dir", str(out),
+                           "--matches", str(out / "matches.h5"), "--features", "feats_"],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with h5py.File(out / "matches.h5", "r") as fd:
+        group = fd["left.png"]["right.png"]
+        assert {"keypoints0", "keypoints1", "scores", "matches0", "matching_scores0"} <= set(group)
+    assert (out / "feats_matches-gim_loftr.h5").is_file()
+
+
 # ------------------------------------------------------------------------------------------------- reconstruction
 
 
