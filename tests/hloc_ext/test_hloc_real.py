@@ -348,24 +348,36 @@ def test_feature_h5io_files_are_read_by_hloc(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------- gim_loftr, synthetic weights
 
 
-@pytest.fixture(scope="module")
-def loftr_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``gim_loftr_50h.ckpt``: random tensors in GIM's raw layout (``model.<key>``), from the state-dict manifest."""
+def synthetic_checkpoint(matcher: str, manifest: str, prefix: str, path: Path) -> Path:
+    """A checkpoint of random tensors in GIM's raw layout, from a state-dict manifest (skip if not available)."""
     import importlib.util
 
     from gim_plugins.registry import list_matchers
 
-    if "gim_loftr" not in list_matchers():
-        pytest.skip("the gim_loftr matcher is not registered (it lands with the LoFTR/LightGlue work)")
+    if matcher not in list_matchers():
+        pytest.skip(f"the {matcher} matcher is not registered (it lands with the LoFTR/LightGlue work)")
     helper = Path(__file__).resolve().parents[1] / "models" / "_ll_synthetic.py"
     if not helper.is_file():
         pytest.skip(f"{helper} (synthetic checkpoints from the manifests) is missing")
     spec = importlib.util.spec_from_file_location("_hloc_synthetic_checkpoints", helper)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    path = tmp_path_factory.mktemp("weights") / "gim_loftr_50h.ckpt"
-    torch.save({"state_dict": module.synthetic_state_dict("gim_loftr", prefix="model.")}, path)
+    torch.save({"state_dict": module.synthetic_state_dict(manifest, prefix=prefix)}, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def loftr_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gim_loftr_50h.ckpt``: random tensors with the raw keys ``model.<key>``."""
+    path = tmp_path_factory.mktemp("weights") / "gim_loftr_50h.ckpt"
+    return synthetic_checkpoint("gim_loftr", "gim_loftr", "model.", path)
+
+
+@pytest.fixture(scope="module")
+def lightglue_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gim_lightglue_100h.ckpt``: random tensors with the raw keys ``superpoint.*`` + ``model.*``."""
+    path = tmp_path_factory.mktemp("weights") / "gim_lightglue_100h.ckpt"
+    return synthetic_checkpoint("gim_lightglue", "gim_lightglue_checkpoint_layout", "", path)
 
 
 def small_pair(directory: Path) -> Path:
@@ -421,6 +433,34 @@ def test_smoke_gim_loftr_hloc_cli(tmp_path: Path, loftr_checkpoint: Path) -> Non
         group = fd["left.png"]["right.png"]
         assert {"keypoints0", "keypoints1", "scores", "matches0", "matching_scores0"} <= set(group)
     assert (out / "feats_matches-gim_loftr.h5").is_file()
+
+
+def test_feature_gim_superpoint_gim_lightglue_through_hloc(tmp_path: Path, lightglue_checkpoint: Path) -> None:
+    """extract_features(gim_superpoint) + match_features(gim_lightglue) on a synthetic checkpoint: hloc's layouts,
+    and keypoints passed through unchanged (GIM's own SuperPoint reports them +0.5 px)."""
+    from gim_plugins.matching import load_matcher
+
+    pairs = small_pair(tmp_path / "images")
+    conf = {**extract_features.confs["gim_superpoint"],
+            "model": {"name": "gim_superpoint", "weights": str(lightglue_checkpoint)}}
+    features = extract_features.main(conf, tmp_path / "images", export_dir=tmp_path, as_half=False)
+    matcher_conf = {**match_features.confs["gim_lightglue"],
+                    "model": {"name": "gim_lightglue", "weights": str(lightglue_checkpoint)}}
+    matches = match_features.main(matcher_conf, pairs, conf["output"], export_dir=tmp_path)
+    with h5py.File(features, "r") as fd:
+        group = fd["left.png"]
+        assert group["keypoints"].shape == (2048, 2) and group["descriptors"].shape == (256, 2048)
+        assert group["image_size"][()].tolist() == [320, 240]
+    with h5py.File(matches, "r") as fd:
+        assert fd["left.png"]["right.png"]["matches0"].shape == (2048,)
+    direct = load_matcher("gim_lightglue", weights=str(lightglue_checkpoint))
+    gray = cv2.imread(str(tmp_path / "images" / "left.png"), cv2.IMREAD_GRAYSCALE)  # as hloc reads it
+    expected = direct.extract(gray).keypoints.numpy()
+    ours = get_keypoints(features, "left.png")
+    # random weights give many equal scores, whose order top-k does not fix: compare the sets of positions
+    np.testing.assert_allclose(ours[np.lexsort(ours.T)], expected[np.lexsort(expected.T)], atol=1e-4)
+    idx, _ = get_matches(matches, "left.png", "right.png")
+    assert idx.size == 0 or (idx.max() < 2048 and idx.min() >= 0)
 
 
 # ------------------------------------------------------------------------------------------------- reconstruction
