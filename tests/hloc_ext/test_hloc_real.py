@@ -349,20 +349,30 @@ def test_feature_h5io_files_are_read_by_hloc(tmp_path: Path) -> None:
 
 
 def synthetic_checkpoint(matcher: str, manifest: str, prefix: str, path: Path) -> Path:
-    """A checkpoint of random tensors in GIM's raw layout, from a state-dict manifest (skip if not available)."""
-    import importlib.util
+    """A checkpoint of random tensors in GIM's raw layout, from ``tests/fixtures/manifests/<manifest>.json``.
+
+    Skips when the matcher is not registered or its manifest is absent (both land with the networks' work).
+    """
+    import json
 
     from gim_plugins.registry import list_matchers
 
     if matcher not in list_matchers():
-        pytest.skip(f"the {matcher} matcher is not registered (it lands with the LoFTR/LightGlue work)")
-    helper = Path(__file__).resolve().parents[1] / "models" / "_ll_synthetic.py"
-    if not helper.is_file():
-        pytest.skip(f"{helper} (synthetic checkpoints from the manifests) is missing")
-    spec = importlib.util.spec_from_file_location("_hloc_synthetic_checkpoints", helper)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    torch.save({"state_dict": module.synthetic_state_dict(manifest, prefix=prefix)}, path)
+        pytest.skip(f"the {matcher} matcher is not registered (it lands with its network's work)")
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / f"{manifest}.json"
+    if not source.is_file():
+        pytest.skip(f"{source} is missing")
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape, dtype in json.loads(source.read_text()):
+        if dtype == "int64":
+            value = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            value = torch.rand(shape, generator=generator) + 0.5  # batch-norm variances must be positive
+        else:
+            value = (torch.rand(shape, generator=generator) - 0.5) * 0.2
+        state[prefix + key] = value
+    torch.save({"state_dict": state}, path)
     return path
 
 
@@ -378,6 +388,13 @@ def lightglue_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``gim_lightglue_100h.ckpt``: random tensors with the raw keys ``superpoint.*`` + ``model.*``."""
     path = tmp_path_factory.mktemp("weights") / "gim_lightglue_100h.ckpt"
     return synthetic_checkpoint("gim_lightglue", "gim_lightglue_checkpoint_layout", "", path)
+
+
+@pytest.fixture(scope="module")
+def dkm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``gim_dkm_100h.ckpt``: random tensors with the raw keys ``model.<key>``."""
+    path = tmp_path_factory.mktemp("weights") / "gim_dkm_100h.ckpt"
+    return synthetic_checkpoint("gim_dkm", "gim_dkm", "model.", path)
 
 
 def small_pair(directory: Path) -> Path:
@@ -415,6 +432,25 @@ def test_feature_gim_loftr_match_dense_writes_valid_h5(tmp_path: Path, loftr_che
     assert len(idx) > 0
     assert idx[:, 0].max() < len(get_keypoints(features, "left.png"))
     assert idx[:, 1].max() < len(get_keypoints(features, "right.png"))
+
+
+@pytest.mark.slow  # DKM's sampling needs ≈4 GB even at this size: run under the heavy-job lock
+def test_feature_gim_dkm_match_dense_writes_valid_h5(tmp_path: Path, dkm_checkpoint: Path) -> None:
+    """hloc.match_dense with the registered gim_dkm conf (GIM's settings) at a small internal resolution."""
+    import copy
+
+    pairs = small_pair(tmp_path / "images")
+    conf = copy.deepcopy(match_dense.confs["gim_dkm"])
+    conf["model"].update(weights=str(dkm_checkpoint), h=224, w=288, upsample=False, num_samples=2000, seed=0)
+    features, matches = match_dense.main(conf, pairs, tmp_path / "images", export_dir=tmp_path)
+    with h5py.File(matches, "r") as fd:
+        group = fd["left.png"]["right.png"]
+        k0, k1, scores = group["keypoints0"][()], group["keypoints1"][()], group["scores"][()]
+        assert k0.dtype == np.float32 and k0.shape == k1.shape == (len(scores), 2) and len(scores) > 100
+        for k in (k0, k1):  # centre convention: inside [-0.5, size - 0.5]
+            assert np.all((k >= -0.5) & (k <= np.array([320, 240]) - 0.5))
+    idx, _ = get_matches(matches, "left.png", "right.png")
+    assert len(idx) > 0 and idx[:, 0].max() < len(get_keypoints(features, "left.png"))
 
 
 def test_smoke_gim_loftr_hloc_cli(tmp_path: Path, loftr_checkpoint: Path) -> None:
