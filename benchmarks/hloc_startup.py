@@ -129,6 +129,19 @@ def main() -> int:
         print(f"  {label}, site processed by hand: {with_ms:.1f} ms with {PTH}, {without_ms:.1f} ms without → "
               f"added {with_ms - without_ms:+.1f} ms (ratio {with_ms / without_ms:.3f})")
 
+    # -------------------------------------------------------------------------------------------- kornia.feature
+    kornia_self: dict[str, list[float]] = {"hooks": [], "no hooks": []}
+    try:
+        for _ in range(args.hloc_runs):
+            for name, env in (("hooks", base_env), ("no hooks", off_env)):
+                times = importtime(["-c", "import kornia.feature"], env)
+                kornia_self[name].append(sum(s for m, (s, _) in times.items()
+                                             if m == "kornia.feature" or m.startswith("gim_plugins")) / 1000)
+        print(f"\n`import kornia.feature`, median of {args.hloc_runs}: kornia.feature + gim_plugins self time "
+              f"{med(kornia_self['hooks']):.2f} ms with hooks, {med(kornia_self['no hooks']):.2f} ms without")
+    except RuntimeError:
+        print("\nkornia is not installed: skipping the kornia part")
+
     # ---------------------------------------------------------------------------------------------- hloc import
     try:
         import hloc  # noqa: F401

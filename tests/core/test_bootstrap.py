@@ -502,3 +502,17 @@ def test_feature_wheel_install_activates_pth_and_uninstall_removes_it(standin: P
     assert not (site / "gim_plugins.pth").exists()
     after = subprocess.run([python, "-c", "print('ok')"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert after.stdout.strip() == "ok" and after.stderr == ""
+
+
+def test_smoke_real_kornia_feature_is_hooked_and_unchanged() -> None:
+    """The real kornia.feature (imported by the core's matchers) gets the hook and keeps all its own names."""
+    kf = pytest.importorskip("kornia.feature")
+    from gim_plugins import _bootstrap
+
+    if not _bootstrap.installed():
+        pytest.skip("the hooks are not active in this interpreter")
+    assert getattr(kf, "__gim_plugins_group__", None) == "kornia.feature"
+    assert kf.LoFTR.__module__.startswith("kornia.")
+    assert set(kf.__all__) <= set(dir(kf))
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchMatcher'"):
+        kf.NoSuchMatcher
