@@ -29,7 +29,7 @@ from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.types import MatchResult
 
-__all__ = ["GIMDKM", "PRESETS", "padding_to_aspect", "remap_gim_dkm"]
+__all__ = ["GIMDKM", "PRESETS", "matches_to_keypoints", "padding_to_aspect", "remap_gim_dkm"]
 
 WEIGHT_NAME = "gim_dkm_100h"
 FC_PREFIX = "encoder.net.fc."
@@ -82,6 +82,40 @@ def padding_to_aspect(height: int, width: int, h: int, w: int) -> tuple[int, int
     new_height = max(height, int(width / aspect))
     pad_h, pad_w = new_height - height, new_width - width
     return pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
+
+
+def matches_to_keypoints(
+    matches: torch.Tensor, confidence: torch.Tensor, padded_sizes: tuple[Any, Any], pads: tuple[Any, Any],
+    sizes: tuple[Any, Any], *, bounds_filter: bool, drop_zero_confidence: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GIM's conversion of sampled normalised matches to pixel keypoints (corner convention, as GIM reports them).
+
+    ``x = W_pad · (x_n + 1) / 2 − pad_left`` (same for y), then optionally GIM's filters: confidence > 0 (hloc, ZEB)
+    and ``0 < x ≤ W − 1``, ``0 < y ≤ H − 1`` in both images (demo, hloc).
+
+    Args:
+        matches: ``(K, 4)`` normalised ``(x_A, y_A, x_B, y_B)``.
+        confidence: ``(K,)``.
+        padded_sizes: ``(H, W)`` of the two padded images the network saw.
+        pads: ``(left, top)`` padding of each image.
+        sizes: ``(H, W)`` of each image before padding.
+        bounds_filter: apply the in-image filter.
+        drop_zero_confidence: drop matches with zero confidence.
+
+    Returns:
+        ``(keypoints0, keypoints1, confidence)``, keypoints in GIM's corner convention.
+    """
+    keypoints = []
+    for (h, w), (left, top), offset in zip(padded_sizes, pads, (0, 2)):
+        xy = torch.stack((w * (matches[:, offset] + 1) / 2, h * (matches[:, offset + 1] + 1) / 2), dim=-1)
+        keypoints.append(xy - xy.new_tensor((left, top)))
+    keep = torch.ones(len(confidence), dtype=torch.bool, device=confidence.device)
+    if drop_zero_confidence:
+        keep &= confidence > 0
+    if bounds_filter:
+        for xy, (h, w) in zip(keypoints, sizes):
+            keep &= (xy[:, 0] > 0) & (xy[:, 1] > 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] <= h - 1)
+    return keypoints[0][keep], keypoints[1][keep], confidence[keep]
 
 
 def _describe_keys(keys: list[str], limit: int = 12) -> str:
@@ -184,26 +218,16 @@ class GIMDKM(BaseMatcher):
         start = time.perf_counter()
         padded0, (left0, top0) = self._pad(image0.to(device)[None])
         padded1, (left1, top1) = self._pad(image1.to(device)[None])
+        padded_sizes = (padded0.shape[-2:], padded1.shape[-2:])
         warp, certainty = self.dense(padded0, padded1)
+        del padded0, padded1
         dense_done = time.perf_counter()
         matches, confidence = self.sample(warp, certainty)
         del warp, certainty
         sampled = time.perf_counter()
-        (h0, w0), (h1, w1) = padded0.shape[-2:], padded1.shape[-2:]
-        del padded0, padded1
-        # GIM's conversion (corner convention on the padded canvas), then the pad offset.
-        k0 = torch.stack((w0 * (matches[:, 0] + 1) / 2, h0 * (matches[:, 1] + 1) / 2), dim=-1)
-        k1 = torch.stack((w1 * (matches[:, 2] + 1) / 2, h1 * (matches[:, 3] + 1) / 2), dim=-1)
-        k0 -= k0.new_tensor((left0, top0))
-        k1 -= k1.new_tensor((left1, top1))
-        keep = torch.ones(len(confidence), dtype=torch.bool, device=confidence.device)
-        if self.conf.drop_zero_confidence:
-            keep &= confidence > 0
-        if self.conf.bounds_filter:
-            (oh0, ow0), (oh1, ow1) = image0.shape[-2:], image1.shape[-2:]
-            keep &= (k0[:, 0] > 0) & (k0[:, 1] > 0) & (k1[:, 0] > 0) & (k1[:, 1] > 0)
-            keep &= (k0[:, 0] <= ow0 - 1) & (k1[:, 0] <= ow1 - 1) & (k0[:, 1] <= oh0 - 1) & (k1[:, 1] <= oh1 - 1)
-        k0, k1, confidence = k0[keep], k1[keep], confidence[keep]
+        k0, k1, confidence = matches_to_keypoints(
+            matches, confidence, padded_sizes, ((left0, top0), (left1, top1)), (image0.shape[-2:], image1.shape[-2:]),
+            bounds_filter=self.conf.bounds_filter, drop_zero_confidence=self.conf.drop_zero_confidence)
         result = self._result((k0 - self.gim_keypoint_offset).cpu(), (k1 - self.gim_keypoint_offset).cpu(),
                               confidence.float().cpu(), image0, image1)
         return result.with_timing(dense=dense_done - start, sample=sampled - dense_done)

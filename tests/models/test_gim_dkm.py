@@ -47,10 +47,26 @@ def synthetic_checkpoint(prefix: str = "model.", lightning: bool = True, fc: boo
     return {"state_dict": state, "epoch": torch.tensor(3)} if lightning else state
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> object:
+    """One intra-op thread: the tiny networks gain nothing from two, and on a loaded machine every parallel region
+    of a 2-thread run can wait a scheduler quantum for its second thread (10× slower). Tests that need 2 threads
+    set them explicitly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> GIMDKM:
     torch.manual_seed(0)
     return load_matcher("gim_dkm", pretrained=False, **TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> MatchResult:
+    return tiny.match(*pair)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +153,7 @@ def test_exception_wrong_shape_is_named() -> None:
 def test_exception_prefix_collision() -> None:
     raw = synthetic_checkpoint()
     raw["state_dict"]["decoder.proj.16.bias"] = torch.zeros(512)
-    with pytest.raises(ValueError, match="both 'decoder.proj.16.bias' and 'model.decoder.proj.16.bias'"):
+    with pytest.raises(ValueError, match=r"both 'decoder\.proj\.16\.bias' and 'model\.decoder\.proj\.16\.bias'"):
         remap_gim_dkm(raw)
 
 
@@ -262,13 +278,15 @@ def test_feature_balanced_sample_returns_original_certainty() -> None:
 
 def test_feature_black_mask_equals_nearest_resize() -> None:
     gen = torch.Generator().manual_seed(0)
-    image = torch.rand(1, 3, 37, 53, generator=gen)
-    image[..., 5:20, 10:30] = 0.01
     threshold = 1 / 32
-    full = (image[0] < threshold).all(dim=0).float()[None, None]
-    for size in [(20, 30), (96, 128), (37, 53)]:
-        expected = torch.nn.functional.interpolate(full, size=size, mode="nearest")[0, 0].bool()
-        assert torch.equal(black_mask(image, size, threshold), expected)
+    for shape, sizes in [((37, 53), [(20, 30), (96, 128), (37, 53)]),
+                         ((500, 741), [(240, 320), (672, 896), (1152, 1536)]),
+                         ((556, 741), [(480, 640), (1152, 1536)])]:
+        image = (torch.rand(1, 3, *shape, generator=gen) < 0.5).float()  # many isolated black pixels
+        full = (image[0] < threshold).all(dim=0).float()[None, None]
+        for size in sizes:
+            expected = torch.nn.functional.interpolate(full, size=size, mode="nearest")[0, 0].bool()
+            assert torch.equal(black_mask(image, size, threshold), expected), (shape, size)
 
 
 # ------------------------------------------------------------------------------------------------------- matching
@@ -292,8 +310,8 @@ def test_feature_black_pixels_get_zero_certainty(tiny: GIMDKM) -> None:
     assert (certainty[:48, :128] == 0).all()
 
 
-def test_smoke_match_through_load_matcher(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> None:
-    result = tiny.match(*pair)
+def test_smoke_match_through_load_matcher(tiny_result: MatchResult, pair: tuple[np.ndarray, np.ndarray]) -> None:
+    result = tiny_result
     assert isinstance(result, MatchResult) and result.matcher == "gim_dkm"
     assert 0 < len(result) <= TINY["num_samples"]
     height, width = pair[0].shape[:2]
@@ -304,8 +322,9 @@ def test_smoke_match_through_load_matcher(tiny: GIMDKM, pair: tuple[np.ndarray, 
     assert {"dense", "sample", "total"} <= set(result.timing)
 
 
-def test_feature_seed_makes_matching_reproducible(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> None:
-    first, second = tiny.match(*pair), tiny.match(*pair)
+def test_feature_seed_makes_matching_reproducible(tiny: GIMDKM, tiny_result: MatchResult,
+                                                  pair: tuple[np.ndarray, np.ndarray]) -> None:
+    first, second = tiny_result, tiny.match(*pair)
     assert torch.equal(first.keypoints0, second.keypoints0) and torch.equal(first.confidence, second.confidence)
 
 
@@ -317,7 +336,8 @@ def test_feature_padding_maps_keypoints_back(tiny: GIMDKM) -> None:
     assert result.keypoints0[:, 0].max() <= 64 - 1.5 and result.keypoints0[:, 0].min() > -0.5
 
 
-def test_feature_keypoint_convention_is_gim_minus_half(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> None:
+def test_feature_keypoint_convention_is_gim_minus_half(tiny: GIMDKM, tiny_result: MatchResult,
+                                                      pair: tuple[np.ndarray, np.ndarray]) -> None:
     """Same seed: our keypoints + 0.5 are GIM's corner-convention conversion of the sampled matches."""
     image0, image1 = (torch.from_numpy(p).permute(2, 0, 1).float()[None] / 255 for p in pair)
     padded0, (left, top) = tiny._pad(image0)
@@ -327,7 +347,7 @@ def test_feature_keypoint_convention_is_gim_minus_half(tiny: GIMDKM, pair: tuple
     h, w = padded0.shape[-2:]
     gim_x = w * (matches[:, 0] + 1) / 2 - left
     gim_y = h * (matches[:, 1] + 1) / 2 - top
-    result = tiny.match(*pair)
+    result = tiny_result
     keep = (gim_x > 0) & (gim_y > 0) & (gim_x <= pair[0].shape[1] - 1) & (gim_y <= pair[0].shape[0] - 1)
     k1x = w * (matches[:, 2] + 1) / 2 - left
     k1y = h * (matches[:, 3] + 1) / 2 - top
@@ -352,13 +372,15 @@ def test_exception_image_too_large() -> None:
 
 def test_feature_grayscale_is_replicated(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> None:
     gray0, gray1 = pair[0][..., 0], pair[1][..., 0]
-    from_gray = tiny.match(gray0, gray1)
-    from_rgb = tiny.match(np.repeat(gray0[..., None], 3, -1), np.repeat(gray1[..., None], 3, -1))
+    from_gray = tiny.match(gray0, torch.from_numpy(gray1)[None])  # H×W array and 1×H×W tensor
+    gray_rgb = np.repeat(gray0[..., None], 3, -1), np.repeat(gray1[..., None], 3, -1)
+    from_rgb = tiny.match(*gray_rgb)
     assert torch.equal(from_gray.keypoints0, from_rgb.keypoints0)
 
 
-def test_feature_input_dtypes_agree(tiny: GIMDKM, pair: tuple[np.ndarray, np.ndarray]) -> None:
-    as_uint8 = tiny.match(*pair)
+def test_feature_input_dtypes_agree(tiny: GIMDKM, tiny_result: MatchResult,
+                                    pair: tuple[np.ndarray, np.ndarray]) -> None:
+    as_uint8 = tiny_result
     tensors = [torch.from_numpy(p).permute(2, 0, 1) for p in pair]
     as_double = tiny.match(*(t.double() / 255 for t in tensors))
     as_batched = tiny.match(*((t.float() / 255)[None] for t in tensors))

@@ -524,6 +524,7 @@ def black_mask(image: torch.Tensor, size: tuple[int, int], threshold: float) -> 
 
 
 def _nearest_indices(length: int, out_length: int, device: torch.device) -> torch.Tensor:
-    """Source indices ``F.interpolate(mode="nearest")`` reads along one axis (computed by the same kernel)."""
-    source = torch.arange(length, dtype=torch.float64, device=device)[None, None]
-    return F.interpolate(source, size=out_length, mode="nearest")[0, 0].long()
+    """Source indices that 2-D ``F.interpolate(mode="nearest")`` reads along one axis, computed by that same kernel
+    (on a float32 ``(length, 1)`` index image, exact below 2²⁴ px; the 1-D kernel rounds differently)."""
+    source = torch.arange(length, dtype=torch.float32, device=device)[None, None, :, None]
+    return F.interpolate(source, size=(out_length, 1), mode="nearest")[0, 0, :, 0].long()
