@@ -35,7 +35,6 @@ test: install-dev weights
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache build dist
