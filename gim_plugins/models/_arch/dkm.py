@@ -287,7 +287,8 @@ def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: in
         wx, wy = fx[:, None, None], fy[:, None, None]
         corr = ((1 - wy) * ((1 - wx) * dots[:, :-1, :-1] + wx * dots[:, :-1, 1:])
                 + wy * ((1 - wx) * dots[:, 1:, :-1] + wx * dots[:, 1:, 1:]))
-        out[k] = corr.reshape(h * w, side * side).t().reshape(side * side, h, w) / c**0.5
+        corr /= c**0.5
+        out[k].permute(1, 2, 0).copy_(corr.view(h, w, side * side))
     return out
 
 
@@ -320,19 +321,25 @@ class ConvRefiner(nn.Module):
         )
 
     def inputs(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        """The refiner input ``[x, y warped by flow, displacement embedding, local correlation]`` in float32.
+        """The refiner input ``[x, y warped by flow, displacement embedding, local correlation]``.
+
+        Computed in float32 and written into one channels-last tensor of the compute dtype (bfloat16 inside a bf16
+        autocast region), so no concatenated copy or layout conversion is needed.
 
         Args:
             x: ``(1, C, h, w)`` query features.
             y: ``(1, C, h, w)`` support features.
             flow: ``(1, 2, h, w)`` normalised coordinates in the support image.
         """
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
         with _fp32():
             x, y, flow = x.float(), y.float(), flow.float()
             _, c, h, w = x.shape
             emb = self.disp_emb.out_channels
             corr = (2 * self.local_corr_radius + 1) ** 2 if self.local_corr_radius else 0
-            d = x.new_empty(1, 2 * c + emb + corr, h, w)
+            d = torch.empty((1, 2 * c + emb + corr, h, w), dtype=dtype, device=x.device,
+                            memory_format=torch.channels_last)
             d[:, :c] = x
             d[:, c : 2 * c] = F.grid_sample(y, flow.permute(0, 2, 3, 1), align_corners=False)
             d[:, 2 * c : 2 * c + emb] = self.disp_emb(flow - normalized_grid(h, w, x.device)[None])
@@ -355,7 +362,6 @@ class ConvRefiner(nn.Module):
         outputs = []
         for k, other in enumerate(support):
             d = self.inputs(feats[k : k + 1], feats[other : other + 1], flow[k : k + 1])
-            d = d.contiguous(memory_format=torch.channels_last)
             for (weight, bias, groups, padding), pointwise in zip(blocks, (self.block1, *self.hidden_blocks)):
                 d = F.relu_(F.conv2d(d, weight, bias, padding=padding, groups=groups))
                 d = pointwise[3](d)
