@@ -113,7 +113,7 @@ def worker(args: argparse.Namespace) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     report = {"impl": args.impl, "config": args.config, "wall_s": wall, "cpu_s": cpu,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
-              "matches": int(len(k0)), "torch": torch.__version__, "threads": torch.get_num_threads()}
+              "matches": len(k0), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.device.startswith("cuda"):
         report["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
         report["gpu"] = torch.cuda.get_device_name()

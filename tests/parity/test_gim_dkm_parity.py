@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, randomize_batchnorm  # noqa: E402
+from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, randomize_batchnorm
 
-from gim_plugins.models._arch.dkm_sampling import balanced_sample  # noqa: E402
-from gim_plugins.models.gim_dkm import GIMDKM, padding_to_aspect  # noqa: E402
+from gim_plugins.models._arch.dkm_sampling import balanced_sample
+from gim_plugins.models.gim_dkm import GIMDKM, padding_to_aspect
 
 pytestmark = pytest.mark.skipif(gim_root() is None, reason=SETUP_HINT)
 
