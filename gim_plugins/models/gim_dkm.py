@@ -7,7 +7,9 @@ matcher are named in :data:`PRESETS`: ``gim_dkm-demo`` (the default: GIM's ``dem
 ZEB evaluation), plus ``gim_dkm-hloc`` (GIM's reconstruction wrapper).
 
 Keypoints are returned in the package convention (pixels of the images as given, centre of the top-left pixel at
-(0, 0)): GIM's corner-convention coordinates minus 0.5 (``gim_keypoint_offset`` restores them).
+(0, 0)): GIM's corner-convention coordinates minus 0.5 (``gim_keypoint_offset`` restores them). GIM's ``demo.py``
+first squashes each image to a multiple of 8 px and reports keypoints in that frame; we match the image as given and
+report its pixels (the network resizes to ``h×w`` either way).
 
 Memory (CPU, float32, GIM defaults): ≈0.3 GB of weights, plus about 2–3 GB of activations in the 1152×1536 pass
 whatever the input size, plus 12 bytes per input pixel (float32 RGB) and as much again for the padded copy. Inputs
