@@ -38,3 +38,13 @@ lint: install-dev
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache build dist
+
+# ZEB-mini: a ZEB-format benchmark from offline real data, then RootSIFT and ALIKED+LightGlue side by side (CPU).
+ZEB_MINI ?= zeb_mini
+ZEB_MINI_DUMPS ?= zeb_mini_dumps
+.PHONY: zeb-mini
+zeb-mini: install weights
+	$(PY) -m gim_plugins.zeb mini --out $(ZEB_MINI)
+	$(PY) -m gim_plugins.zeb run --matcher root_sift --data $(ZEB_MINI) --out $(ZEB_MINI_DUMPS)
+	$(PY) -m gim_plugins.zeb run --matcher aliked_lightglue --data $(ZEB_MINI) --out $(ZEB_MINI_DUMPS)
+	$(PY) -m gim_plugins.zeb report $(ZEB_MINI_DUMPS) --plots $(ZEB_MINI_DUMPS)/plots --output $(ZEB_MINI_DUMPS)/report.md

@@ -1,0 +1,23 @@
+"""ZEB, GIM's Zero-shot Evaluation Benchmark, for any registered matcher (``python -m gim_plugins.zeb``).
+
+The protocol is GIM's, constant for constant (``gim-spec.md`` §10): the 12 subsets read from the official folder
+layout with their per-subset image handling, OpenCV essential-matrix RANSAC (0.5 px over the mean focal, confidence
+0.99999, ``recoverPose`` selection), rotation/translation errors in degrees, and the SuperGlue-style AUC of
+``analysis.py``. Results are written as GIM's per-pair dump files, so GIM's own ``analysis.py`` can read ours and our
+``report`` reads GIM's.
+
+Modules (one per step, each importable without the others' heavy dependencies):
+
+* :mod:`.dataset` — subsets, the 38-token pair files, identifiers, image handling.
+* :mod:`.metrics` — pose estimation, errors and AUC (numpy + OpenCV only).
+* :mod:`.dumps` — GIM's dump files: names, columns, de-duplication, sorting, reading and writing.
+* :mod:`.store` — the resumable per-pair result store and the run's conf sidecar.
+* :mod:`.runner` — loop 1: match every pair, evaluate it, append it to the store; sharding and torchrun.
+* :mod:`.report` — loop 2: AUC tables, plots and the identifier check, from dump files.
+* :mod:`.mini` — ZEB-mini, a small benchmark in the official layout built from offline real data.
+* :mod:`.cli` — ``python -m gim_plugins.zeb`` and ``gim zeb``.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,200 @@
+"""The ZEB runner: an end-to-end RootSIFT run on real photos, resumability, stale-result guard, shards, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from gim_plugins.models.base import BaseMatcher
+from gim_plugins.registry import register_matcher, unregister_matcher
+from gim_plugins.types import MatchResult
+from gim_plugins.zeb import runner
+from gim_plugins.zeb.dataset import ZebImage
+from gim_plugins.zeb.dumps import dump_file_name, read_dump
+from gim_plugins.zeb.report import collect
+from gim_plugins.zeb.runner import RunConfig, merge, parse_shard, resolve_preset, run, to_gim_coordinates
+from gim_plugins.zeb.store import MethodStore, StaleResultsError
+
+DUMP = dump_file_name("root_sift", "MiniHomography", "vanilla")
+CONFIG = RunConfig(matcher="root_sift", progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_zeb: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted single-process RootSIFT run on the tiny benchmark."""
+    out = tmp_path_factory.mktemp("reference")
+    summary = run(CONFIG, tiny_zeb, out)
+    assert [s.dump is not None for s in summary.subsets] == [True]
+    return out
+
+
+def test_smoke_root_sift_run(reference: Path):
+    rows = read_dump(reference / DUMP)
+    assert len(rows) == 6
+    assert [r.identifier for r in rows] == sorted(r.identifier for r in rows)
+    assert rows[0].identifier == "astronaut#v0#v1"
+    (result,) = collect(reference)
+    sub = result.subsets["MiniHomography"]
+    # real photos, 15–45° viewpoint changes at 320×240: RootSIFT solves most pairs to a few degrees
+    assert sub.failures == 0 and sub.auc[20.0] > 0.5 and sub.auc[5.0] > 0.2
+    assert result.cost is not None and result.cost.pairs == 6 and result.cost.pairs_per_second > 0
+    assert result.cost.peak_rss_mb > 50 and result.cost.peak_cuda_mb is None
+    sidecar = MethodStore(reference, "root_sift", "vanilla").read_sidecar()
+    assert sidecar is not None
+    fingerprint = sidecar["fingerprint"]
+    assert fingerprint["conf"]["ratio_threshold"] == 0.8 and fingerprint["rescale"] == "scale"
+    assert fingerprint["keypoint_offset"] == 0.0 and fingerprint["versions"]["torch"] == torch.__version__
+
+
+def test_feature_interrupted_run_resumes_to_the_same_dump(tiny_zeb: Path, reference: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    calls = {"n": 0}
+    evaluate = runner._evaluate
+
+    def flaky(*args: Any, **kwargs: Any):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(CONFIG, tiny_zeb, tmp_path)
+    monkeypatch.setattr(runner, "_evaluate", evaluate)
+    records = tmp_path / "runs" / "root_sift@vanilla" / "MiniHomography" / "records-0-of-1.jsonl"
+    assert len(records.read_text().splitlines()) == 2 and not (tmp_path / DUMP).exists()
+    with open(records, "a") as handle:  # a writer killed in the middle of a line
+        handle.write('{"file": "coffee-v0-v1.txt", "identif')
+    summary = run(CONFIG, tiny_zeb, tmp_path)
+    assert summary.subsets[0].processed_now == 4
+    assert (tmp_path / DUMP).read_bytes() == (reference / DUMP).read_bytes()
+    assert len(records.read_text().splitlines()) == 6
+    again = run(CONFIG, tiny_zeb, tmp_path)  # nothing left to do; the dump is rebuilt identically
+    assert again.subsets[0].processed_now == 0
+    assert (tmp_path / DUMP).read_bytes() == (reference / DUMP).read_bytes()
+
+
+def test_exception_stale_results_are_refused(tiny_zeb: Path, tmp_path: Path):
+    run(RunConfig(matcher="root_sift", max_pairs=1, progress=False), tiny_zeb, tmp_path)
+    other = RunConfig(matcher="root_sift", conf={"ratio_threshold": 0.7}, max_pairs=1, progress=False)
+    with pytest.raises(StaleResultsError, match=r"ratio_threshold.*0\.8.*0\.7"):
+        run(other, tiny_zeb, tmp_path)
+    run(other, tiny_zeb, tmp_path, overwrite=True)
+    sidecar = MethodStore(tmp_path, "root_sift", "vanilla").read_sidecar()
+    assert sidecar is not None and sidecar["fingerprint"]["conf"]["ratio_threshold"] == 0.7
+    # dumps of the same name without a run record (e.g. GIM's own) are not silently mixed either
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / DUMP).write_text((tmp_path / DUMP).read_text())
+    with pytest.raises(StaleResultsError, match="without a run record"):
+        run(CONFIG, tiny_zeb, foreign)
+
+
+def test_feature_shards_and_merge(tiny_zeb: Path, reference: Path, tmp_path: Path):
+    first = run(RunConfig(matcher="root_sift", shard=(0, 2), progress=False), tiny_zeb, tmp_path)
+    assert first.subsets[0].dump is None and first.subsets[0].done == 3 and len(first.subsets[0].missing) == 3
+    statuses = merge(tmp_path)
+    assert [s.dump for s in statuses] == [None]
+    second = run(RunConfig(matcher="root_sift", shard=(1, 2), progress=False), tiny_zeb, tmp_path)
+    assert second.subsets[0].dump is not None
+    assert (tmp_path / DUMP).read_bytes() == (reference / DUMP).read_bytes()
+    (tmp_path / DUMP).unlink()
+    assert [s.dump for s in merge(tmp_path, ["root_sift"])] == [tmp_path / DUMP]
+    assert (tmp_path / DUMP).read_bytes() == (reference / DUMP).read_bytes()
+    assert parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "1", "-1/2", "a/b"):
+        with pytest.raises(ValueError, match="0 <= i < n"):
+            parse_shard(bad)
+
+
+def test_feature_torchrun_two_processes_gloo(tiny_zeb: Path, reference: Path, tmp_path: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "gim_plugins.zeb", "run", "--matcher", "root_sift", "--data", str(tiny_zeb), "--out", str(tmp_path),
+           "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = tmp_path / "runs" / "root_sift@vanilla" / "MiniHomography"
+    assert sorted(p.name for p in store.glob("records-*")) == ["records-0-of-2.jsonl", "records-1-of-2.jsonl"]
+    assert (tmp_path / DUMP).read_bytes() == (reference / DUMP).read_bytes()
+
+
+# ------------------------------------------------------------------------------------ keypoints and presets
+
+
+def test_cardinality_keypoint_mapping():
+    image = ZebImage(np.zeros((384, 1240, 3), np.uint8), (376, 1241), (376, 1240),
+                     np.array([1241 / 1240, 1.0], np.float32))
+    k = np.array([[0.0, 0.0], [100.0, 200.0]], np.float32)
+    scaled = to_gim_coordinates(k, image, 0.5, "scale")  # GIM: (k + 0.5) · scale
+    np.testing.assert_allclose(scaled, (k + 0.5) * [1241 / 1240, 1.0], rtol=1e-6)
+    canvas = to_gim_coordinates(k, image, 0.5, "canvas")  # GIM DKM: over the padded canvas → original size
+    np.testing.assert_allclose(canvas, (k + 0.5) * [1241 / 1240, 376 / 384], rtol=1e-6)
+    assert scaled.dtype == np.float32
+    with pytest.raises(ValueError, match="rescale"):
+        to_gim_coordinates(k, image, 0.0, "bilinear")
+
+
+class _Identity(BaseMatcher):
+    """A dense test matcher: matches a fixed grid to itself."""
+
+    name: ClassVar[str] = "zeb_test_identity"
+    default_conf: ClassVar[dict[str, Any]] = {"step": 16, "shift": 0.0}
+    gim_keypoint_offset: ClassVar[float] = 0.5
+
+    def _init(self, conf: Any) -> None:
+        pass
+
+    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
+        h, w = image0.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(0, h, self.conf.step), torch.arange(0, w, self.conf.step), indexing="ij")
+        k = torch.stack([xs.flatten(), ys.flatten()], 1).float()
+        return self._result(k, k + self.conf.shift, torch.ones(len(k)), image0, image1)
+
+
+PRESETS = {"zeb_test_identity-zeb": {"step": 8}, "zeb_test_identity-coarse": {"step": 32, "model": "other"}}
+
+
+@pytest.fixture
+def identity_matcher():
+    register_matcher("zeb_test_identity", _Identity, overwrite=True)
+    yield "zeb_test_identity"
+    unregister_matcher("zeb_test_identity")
+
+
+def test_feature_presets(identity_matcher: str):
+    assert resolve_preset(identity_matcher, None) == (identity_matcher, "zeb_test_identity-zeb", {"step": 8})
+    assert resolve_preset(identity_matcher, "none") == (identity_matcher, None, {})
+    assert resolve_preset(None, "zeb_test_identity-zeb")[0] == identity_matcher
+    assert resolve_preset("root_sift", None) == ("root_sift", None, {})
+    with pytest.raises(ValueError, match="presets: zeb_test_identity-zeb"):
+        resolve_preset(identity_matcher, "zeb_test_identity-fast")
+    with pytest.raises(ValueError, match="for matcher 'other'"):
+        resolve_preset(identity_matcher, "zeb_test_identity-coarse")
+    with pytest.raises(ValueError, match="--matcher"):
+        resolve_preset(None, None)
+
+
+def test_feature_dense_matcher_run_uses_preset_and_version(identity_matcher: str, tiny_zeb: Path, tmp_path: Path):
+    summary = run(RunConfig(matcher=identity_matcher, conf={"shift": 0.25}, max_pairs=2, progress=False),
+                  tiny_zeb, tmp_path)
+    assert summary.method == "zeb_test_identity vanilla"
+    sidecar = MethodStore(tmp_path, "zeb_test_identity", "vanilla").read_sidecar()
+    assert sidecar is not None
+    fp = sidecar["fingerprint"]
+    assert fp["preset"] == "zeb_test_identity-zeb" and fp["conf"] == {"step": 8, "shift": 0.25}
+    assert fp["keypoint_offset"] == 0.5 and fp["rescale"] == "scale"
+    rows = read_dump(tmp_path / dump_file_name("zeb_test_identity", "MiniHomography", "vanilla"))
+    assert len(rows) == 2 and all(round(r.bef_num / r.bef_prec) == 40 * 30 for r in rows)  # Bef.Prec = num / all
+    records = MethodStore(tmp_path, "zeb_test_identity", "vanilla").selected_records("MiniHomography")
+    assert [r.num_matches for r in records] == [40 * 30, 40 * 30]
+    assert json.loads((tmp_path / "runs" / "zeb_test_identity@vanilla" / "MiniHomography" /
+                       "selection.json").read_text()) == ["astronaut-v0-v1.txt", "astronaut-v0-v2.txt"]
