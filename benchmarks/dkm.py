@@ -163,11 +163,13 @@ def _compare(config: str, runs: dict[str, dict[str, Any]], outs: dict[str, Path]
         a, b = loaded["original"], loaded["ours-fp32"]
         warp_diff = (a["warp"] - b["warp"]).abs().max().item()
         cert_diff = (a["certainty"] - b["certainty"]).abs().max().item()
-        same = torch.equal(a["matches"], b["matches"])
+        same_rows = (a["matches"].shape == b["matches"].shape
+                     and ((a["matches"] - b["matches"]).abs().amax(dim=1) <= 1e-4).float().mean().item())
+        same = f"{100 * float(same_rows):.2f} % (rows equal within 1e-4)"
         o, n = runs["original"], runs["ours-fp32"]
         lines += [
             f"  fp32 vs original: max |Δwarp| {warp_diff:.2e}, max |Δcertainty| {cert_diff:.2e}, "
-            f"sampled matches identical: {same}",
+            f"same sampled matches (same seed): {same}",
             f"  RATIOS ours/original: wall {n['wall_s'] / o['wall_s']:.2f}x (goal <= 0.5), "
             f"CPU {n['cpu_s'] / o['cpu_s']:.2f}x, peak RSS {n['peak_rss_gb'] / o['peak_rss_gb']:.2f}x (goal <= 0.33)"
             + (f", CUDA peak {n['cuda_peak_gb'] / o['cuda_peak_gb']:.2f}x" if "cuda_peak_gb" in n else ""),

@@ -75,9 +75,17 @@ def _check_sampling(label: str, original: torch.nn.Module, ours: GIMDKM, warp: t
     matches_n, conf_n = ours.sample(warp, certainty)  # seed=0: a generator seeded like torch.manual_seed(0)
     assert torch.equal(matches_o, matches_n) and torch.equal(conf_o, conf_n)
     matches_e, _ = balanced_sample(warp_n, cert_n, 5000, generator=torch.Generator().manual_seed(0))
-    same = (matches_e == matches_o).all(dim=1).float().mean().item() if matches_e.shape == matches_o.shape else 0.0
+    same = _same_rows(matches_e, matches_o)
     print(f"[{label}] sampling on the original's dense output: {len(matches_o)} matches, identical; end to end "
-          f"(each on its own dense output): {same:.1%} of the samples identical")
+          f"(each on its own dense output): {same:.2%} of the samples are the same match (within {TOLERANCE})")
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of rows of ``a`` equal to the same row of ``b`` within the tolerance (the two dense warps differ by
+    float rounding, so sampled match vectors are compared with it, not bit for bit)."""
+    if a.shape != b.shape:
+        return 0.0
+    return ((a - b).abs().amax(dim=1) <= TOLERANCE).float().mean().item()
 
 
 def test_feature_parity_240x320_without_upsampling() -> None:
