@@ -279,7 +279,8 @@ def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: in
         step = max(1, budget // (nbr * nbr * c))
         for start in range(0, h * w, step):
             stop = start + step
-            gathered = support[index[start:stop]]  # (P, (2r+2)², C)
+            rows = index[start:stop]
+            gathered = torch.index_select(support, 0, rows.reshape(-1)).view(*rows.shape, c)  # (P, (2r+2)², C)
             torch.bmm(gathered, query[start:stop, :, None], out=dots[start:stop, :, None])
             del gathered
         del index, support
