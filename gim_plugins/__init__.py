@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the .pth imports this package at every start
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from gim_plugins.features import FeatureCache
     from gim_plugins.geometry import GeometryFit, estimate_fundamental, estimate_homography
     from gim_plugins.io import read_image

@@ -202,7 +202,7 @@ def matches0_from_pairs(matches: Any, num_keypoints0: int, scores: Any = None) -
 
 
 def write_matches(handle: h5py.File, name0: str, name1: str, matches: Any, num_keypoints0: int, *,
-                  scores: Any = None, dense: tuple[Any, Any, Any] | None = None) -> None:
+                  scores: Any = None, dense: tuple[Any, Any, Any] | None = None, wide: bool = False) -> None:
     """Write one pair's matches in hloc's layout under ``names_to_pair(name0, name1)`` (replacing an entry).
 
     Args:
@@ -211,13 +211,15 @@ def write_matches(handle: h5py.File, name0: str, name1: str, matches: Any, num_k
         scores: ``(K,)`` match scores (default 1).
         dense: ``(keypoints0, keypoints1, scores)`` raw dense correspondences to keep beside the assignment
             (``match_dense`` layout: ``matches0`` int32 instead of int16).
+        wide: store ``matches0`` as int32 without raw points (merged dense keypoints; hloc's readers accept it).
     """
     matches0, scores0 = matches0_from_pairs(matches, num_keypoints0, scores)
     group = _replace_group(handle, names_to_pair(name0, name1))
     if dense is None:
-        if matches0.max(initial=-1) > np.iinfo(np.int16).max:
-            raise ValueError("hloc stores sparse matches0 as int16: image 1 has more than 32767 keypoints")
-        group.create_dataset("matches0", data=matches0.astype(np.int16))
+        if not wide and matches0.max(initial=-1) > np.iinfo(np.int16).max:
+            raise ValueError("hloc stores sparse matches0 as int16: image 1 has more than 32767 keypoints "
+                             "(use wide=True)")
+        group.create_dataset("matches0", data=matches0.astype(np.int32 if wide else np.int16))
     else:
         k0, k1, raw_scores = dense
         group.create_dataset("keypoints0", data=np.asarray(k0, dtype=np.float32).reshape(-1, 2))

@@ -17,8 +17,8 @@ Keypoints, from the package convention back to GIM's (documented choice, ``gim-s
       i.e. ``k_gim_canvas · (W_orig / W_canvas, H_orig / H_canvas)``. On the padded ETH3D/KITTI canvases this is
       GIM's ≈0.5 % / ≈2 % y-scale error, kept for parity; elsewhere both rules agree.
 
-    The rule comes from the matcher class's ``zeb_rescale`` attribute when it has one, else ``"canvas"`` for
-    ``gim_dkm``/``gim_roma`` and ``"scale"`` otherwise; ``RunConfig.rescale`` overrides it. Both steps are computed in
+    The rule comes from the matcher class's ``zeb_rescale`` attribute (``"canvas"`` on GIMDKM) when it has one, else
+    ``"scale"``; ``RunConfig.rescale`` overrides it. Both steps are computed in
     float32 as in GIM, so the reproduction is exact up to float32 rounding of the coordinate arithmetic.
 
 Presets: a matcher module may define ``PRESETS = {"<name>-<variant>": {conf}}``. ``preset=None`` picks
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
 __all__ = [
-    "CANVAS_RESCALE",
     "PeakMemory",
     "RunConfig",
     "RunSummary",
@@ -79,7 +78,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CANVAS_RESCALE = frozenset({"gim_dkm", "gim_roma"})
 """Matchers whose GIM ZEB path maps normalised coordinates over the input canvas to the original size."""
 
 RESCALE_RULES = ("scale", "canvas")
@@ -382,7 +380,7 @@ def _build_method(config: RunConfig, device: str) -> _Method:
     matcher = load_matcher(matcher_name, weights=config.weights, device=device, **{**preset_conf, **config.conf})
     name = _token(cls.name or matcher_name)
     version = config.version or default_version(cls, cls.name or matcher_name, config.weights)
-    rule = config.rescale or getattr(cls, "zeb_rescale", None) or ("canvas" if name in CANVAS_RESCALE else "scale")
+    rule = config.rescale or getattr(cls, "zeb_rescale", None) or "scale"
     if rule not in RESCALE_RULES:
         raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rule!r}")
     offset = float(cls.gim_keypoint_offset)

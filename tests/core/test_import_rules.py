@@ -91,7 +91,7 @@ def test_feature_import_rules(name, path):
     assert not problems, problems
 
 
-@pytest.mark.parametrize("name", ["gim_plugins", "gim_plugins._bootstrap"])
+@pytest.mark.parametrize("name", ["gim_plugins", "gim_plugins._bootstrap", "gim_plugins._host_hooks"])
 def test_feature_bootstrap_modules_are_stdlib_only(name):
     path = dict(MODULES).get(name)
     if path is None:

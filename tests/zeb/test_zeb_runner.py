@@ -198,3 +198,25 @@ def test_feature_dense_matcher_run_uses_preset_and_version(identity_matcher: str
     assert [r.num_matches for r in records] == [40 * 30, 40 * 30]
     assert json.loads((tmp_path / "runs" / "zeb_test_identity@vanilla" / "MiniHomography" /
                        "selection.json").read_text()) == ["astronaut-v0-v1.txt", "astronaut-v0-v2.txt"]
+
+
+def test_feature_gim_dkm_uses_the_canvas_rule_and_its_zeb_preset(tiny_zeb: Path, tmp_path: Path):
+    """gim_dkm declares GIM's canvas rescaling and corner offset; its ``gim_dkm-zeb`` preset is picked up."""
+    import torch
+
+    from gim_plugins.matching import load_matcher
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny_dkm.ckpt"
+    random_dkm = load_matcher("gim_dkm", pretrained=False)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in random_dkm.net.state_dict().items()}}, checkpoint)
+    tiny = {"h": 96, "w": 128, "upsample": False, "num_samples": 100, "seed": 0}
+    run(RunConfig(matcher="gim_dkm", weights=str(checkpoint), conf=tiny, max_pairs=1, progress=False), tiny_zeb,
+        tmp_path / "dumps")
+    store = MethodStore(tmp_path / "dumps", "gim_dkm", "tiny_dkm")
+    sidecar = store.read_sidecar()
+    assert sidecar is not None
+    fp = sidecar["fingerprint"]
+    assert fp["preset"] == "gim_dkm-zeb" and fp["rescale"] == "canvas" and fp["keypoint_offset"] == 0.5
+    assert fp["conf"]["pad_to_aspect"] is False and fp["conf"]["h"] == 96
+    assert len(store.selected_records("MiniHomography")) == 1

@@ -1,0 +1,376 @@
+"""The host hooks behind :mod:`gim_plugins._bootstrap`: entry-point scan, conf merge, model shims, attribute hook.
+
+Imported only when the bootstrap's finder sees a hooked host module being imported (so interpreter start-up never
+compiles or runs this file). Entry points are read then, once per process (``importlib.invalidate_caches()`` forgets
+them). Standard library only; it never imports a host, torch, or another part of ``gim_plugins``.
+
+Entry-point groups (any distribution may declare them; the entry-point name is the key):
+
+``hloc.matchers``, ``hloc.extractors``
+    name = the model name hloc looks up (``conf["model"]["name"]``); value = a subclass of hloc's ``BaseModel``.
+    When hloc has no module ``hloc.matchers.<name>``, the finder serves one holding a subclass of the registered
+    class re-homed into that module, so ``hloc.utils.base_model.dynamic_load`` finds exactly one model in it.
+``hloc.match_dense.confs``, ``hloc.match_features.confs``, ``hloc.extract_features.confs``
+    name = conf name; value = a dict, or a callable returning a dict (or ``None`` for "not available here").
+    Merged into the module's top-level ``confs`` dict right after hloc assigns it, for ``import`` and ``python -m``.
+``kornia.feature``
+    name = attribute; value = any object, served by a PEP 562 ``__getattr__``/``__dir__`` of ``kornia.feature``.
+
+Rules: the host's own names always win (an hloc conf or model module, a ``kornia.feature`` attribute or submodule of
+the same name is used unchanged); of two plugins registering one name, the distribution found first on ``sys.path``
+wins. A plugin that fails to load issues a ``RuntimeWarning`` and never breaks the host; only a request for that very
+model or attribute fails, naming the plugin. ``GIM_PLUGINS_NO_HOOKS=1`` turns everything off. If hloc's code no longer
+has a top-level ``confs = ...`` assignment, a warning says so once instead of failing silently.
+
+One hloc-specific repair rides on the same loader: ``hloc.match_dense`` imports ``torchvision.transforms.functional``
+only to call ``F.resize`` on a tensor (hloc lists torchvision as a requirement). When that import fails, the module's
+import is redirected to :mod:`gim_plugins.hloc_ext.torchvision_compat`, a torch-only ``resize`` with torchvision's
+tensor semantics (bilinear, antialias, unchanged when the size already fits), so hloc's dense path works in
+environments that cannot install torchvision. With torchvision importable nothing changes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["GROUPS", "HOOKED", "entry_points", "find_spec", "invalidate_caches", "merge_confs", "transform_source"]
+
+MODEL_PACKAGES = {"hloc.matchers": "hloc.matchers", "hloc.extractors": "hloc.extractors"}
+"""Host package → entry-point group of the model modules served inside it."""
+
+CONF_MODULES = {
+    "hloc.match_dense": "hloc.match_dense.confs",
+    "hloc.match_features": "hloc.match_features.confs",
+    "hloc.extract_features": "hloc.extract_features.confs",
+}
+"""Host module → entry-point group merged into its top-level ``confs`` dict."""
+
+CONF_VARIABLE = "confs"
+
+ATTRIBUTE_MODULES = {"kornia.feature": "kornia.feature"}
+"""Host module → entry-point group served as extra module attributes."""
+
+IMPORT_FALLBACKS = {
+    "hloc.match_dense": {"torchvision.transforms.functional": "gim_plugins.hloc_ext.torchvision_compat"},
+}
+"""Host module → {module it imports: stand-in used only when that import fails}."""
+
+GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values())
+
+HOOKED = frozenset(CONF_MODULES) | frozenset(ATTRIBUTE_MODULES)
+_entry_point_cache: dict[str, dict[str, object]] | None = None
+_warned: set[str] = set()
+
+
+def _warn(message: str, key: str | None = None) -> None:
+    """A ``RuntimeWarning`` (once per ``key`` and process when a key is given)."""
+    if key is not None:
+        if key in _warned:
+            return
+        _warned.add(key)
+    import warnings
+
+    warnings.warn(f"gim_plugins: {message}", RuntimeWarning, stacklevel=3)
+
+
+def _describe(entry_point: object) -> str:
+    dist = getattr(entry_point, "dist", None)
+    origin = f" from {dist.name} {dist.version}" if dist is not None else ""
+    return f"entry point {entry_point.name} = {entry_point.value}{origin}"  # type: ignore[attr-defined]
+
+
+def entry_points(group: str) -> dict[str, object]:
+    """``{name: EntryPoint}`` of one host group; the first distribution on ``sys.path`` wins a duplicate name."""
+    global _entry_point_cache
+    if _entry_point_cache is None:
+        found: dict[str, dict[str, object]] = {g: {} for g in GROUPS}
+        try:
+            from importlib.metadata import entry_points as scan
+
+            everything = scan()
+            for name in GROUPS:
+                for ep in everything.select(group=name):
+                    first = found[name].setdefault(ep.name, ep)
+                    if first is not ep and first.value != ep.value:  # type: ignore[attr-defined]
+                        _warn(f"{name!r} has {ep.name!r} twice; using {_describe(first)}, ignoring {_describe(ep)}",
+                              key=f"duplicate:{name}:{ep.name}")
+        except Exception as exc:  # broken metadata of some distribution must not break the host
+            _warn(f"cannot read entry points ({type(exc).__name__}: {exc}); host plugins are unavailable",
+                  key="scan")
+        _entry_point_cache = found
+    return _entry_point_cache.get(group, {})
+
+
+def merge_confs(confs: object, module_name: str) -> None:
+    """Add the confs of entry-point group ``<module_name>.confs`` to a host's ``confs`` dict (host names win)."""
+    group = CONF_MODULES.get(module_name, f"{module_name}.{CONF_VARIABLE}")
+    if not isinstance(confs, dict):
+        _warn(f"{module_name}.{CONF_VARIABLE} is {type(confs).__name__}, not a dict; plugin confs of {group!r} "
+              "were not added", key=f"notdict:{module_name}")
+        return
+    for name, ep in entry_points(group).items():
+        if name in confs:
+            continue
+        try:
+            value = ep.load()  # type: ignore[attr-defined]
+            if callable(value):
+                value = value()
+            if value is None:  # the plugin says: not available in this environment
+                continue
+            if not isinstance(value, dict):
+                raise TypeError(f"expected a dict, got {type(value).__name__}")
+            import copy
+
+            confs[name] = copy.deepcopy(value)
+        except Exception as exc:
+            _warn(f"{group!r} conf {name!r} is broken and was skipped ({_describe(ep)}): {type(exc).__name__}: {exc}",
+                  key=f"conf:{group}:{name}")
+
+
+def _install_attribute_hook(module: object, group: str) -> None:
+    """PEP 562 ``__getattr__``/``__dir__`` on ``module`` that resolve missing names from entry-point ``group``."""
+    namespace = module.__dict__
+    if namespace.get("__gim_plugins_group__") == group:
+        return
+    previous_getattr = namespace.get("__getattr__")
+    previous_dir = namespace.get("__dir__")
+    module_name = namespace.get("__name__", "?")
+
+    def __getattr__(name: str) -> object:
+        ep = None if name.startswith("__") else entry_points(group).get(name)
+        if ep is not None and not _host_has_submodule(namespace, name):
+            try:
+                value = ep.load()  # type: ignore[attr-defined]
+            except Exception as exc:
+                _warn(f"{module_name}.{name} ({_describe(ep)}) failed to load: {type(exc).__name__}: {exc}",
+                      key=f"attr:{group}:{name}")
+                raise AttributeError(f"module {module_name!r} attribute {name!r} comes from {_describe(ep)}, which "
+                                     f"failed to load: {exc}", name=name, obj=module) from exc
+            setattr(module, name, value)
+            return value
+        if previous_getattr is not None:
+            return previous_getattr(name)
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}", name=name, obj=module)
+
+    def __dir__() -> list[str]:
+        names = previous_dir() if previous_dir is not None else list(namespace)
+        return sorted(set(names) | set(entry_points(group)))
+
+    namespace["__getattr__"] = __getattr__
+    namespace["__dir__"] = __dir__
+    namespace["__gim_plugins_group__"] = group
+
+
+def _host_has_submodule(namespace: dict, name: str) -> bool:
+    """Whether a package has a submodule ``name`` (a host submodule wins over a plugin attribute)."""
+    path = namespace.get("__path__")
+    if not path:
+        return False
+    from importlib.machinery import PathFinder
+
+    return PathFinder.find_spec(f"{namespace['__name__']}.{name}", path) is not None
+
+
+def _after_exec(fullname: str, module: object) -> None:
+    if fullname in CONF_MODULES:
+        confs = module.__dict__.get(CONF_VARIABLE)
+        if confs is None:
+            _warn_no_confs(fullname)
+        else:
+            merge_confs(confs, fullname)
+    if fullname in ATTRIBUTE_MODULES:
+        _install_attribute_hook(module, ATTRIBUTE_MODULES[fullname])
+
+
+def _warn_no_confs(fullname: str) -> None:
+    _warn(f"{fullname} has no top-level `{CONF_VARIABLE} = ...` assignment any more (the host's code changed); confs "
+          f"of entry-point group {CONF_MODULES[fullname]!r} are not available. Please report this to gim-plugins.",
+          key=f"noconfs:{fullname}")
+
+
+def _fallback_needed(fullname: str) -> bool:
+    for required in IMPORT_FALLBACKS.get(fullname, {}):
+        try:
+            __import__(required)
+        except Exception:
+            return True
+    return False
+
+
+def transform_source(source: str | bytes, filename: str, fullname: str, *, fallbacks: bool = True) -> object:
+    """Compile a host module with the conf merge (and, if asked, the import fallbacks) built in.
+
+    The merge call is inserted right after the last top-level ``confs = ...`` assignment and carries that
+    assignment's end line, so tracebacks keep hloc's line numbers.
+    """
+    import ast
+
+    tree = ast.parse(source, filename)
+    if fullname in CONF_MODULES:
+        last = None
+        for index, node in enumerate(tree.body):
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+            if any(isinstance(t, ast.Name) and t.id == CONF_VARIABLE for t in targets):
+                last = index
+        if last is None:
+            _warn_no_confs(fullname)
+        else:
+            call = ast.parse(f"__import__({__name__!r}, fromlist=['merge_confs']).merge_confs({CONF_VARIABLE}, "
+                             f"{fullname!r})").body[0]
+            ast.increment_lineno(call, tree.body[last].end_lineno - 1)
+            tree.body.insert(last + 1, call)
+    if fallbacks:
+        for required, stand_in in IMPORT_FALLBACKS.get(fullname, {}).items():
+            _wrap_import(tree, required, stand_in)
+    return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def _wrap_import(tree: object, required: str, stand_in: str) -> None:
+    """``import required as X`` → ``try: import required as X`` / ``except Exception: import stand_in as X``."""
+    import ast
+
+    for index, node in enumerate(tree.body):  # type: ignore[attr-defined]
+        if not (isinstance(node, ast.Import) and len(node.names) == 1 and node.names[0].name == required
+                and node.names[0].asname):
+            continue
+        alias = node.names[0].asname
+        replacement = ast.parse(f"try:\n    import {required} as {alias}\nexcept Exception:\n"
+                                f"    import {stand_in} as {alias}\n").body[0]
+        ast.increment_lineno(replacement, node.lineno - 1)
+        tree.body[index] = replacement  # type: ignore[attr-defined]
+
+
+class HookedLoader:
+    """Wraps a host module's own loader: runs its code, then applies the hook; other methods are the inner loader's.
+
+    ``exec_module`` (``import``) runs the inner loader's cached bytecode and merges afterwards, which costs no
+    recompilation. ``get_code`` (``runpy`` for ``python -m`` and multiprocessing spawn) returns code compiled from the
+    source with the merge built in, because ``runpy`` reads the code object and never calls ``exec_module``.
+    """
+
+    def __init__(self, inner: object, fullname: str) -> None:
+        self._inner = inner
+        self._fullname = fullname
+
+    def __getattr__(self, name: str) -> object:
+        if name == "_inner":  # not yet set (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"<gim_plugins HookedLoader of {self._inner!r}>"
+
+    def create_module(self, spec: object) -> object:
+        create = getattr(self._inner, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module: object) -> None:
+        if _fallback_needed(self._fullname) and self._source_available():
+            code = self._transformed(merge=False)
+            exec(code, module.__dict__)
+        else:
+            self._inner.exec_module(module)  # type: ignore[attr-defined]
+        _after_exec(self._fullname, module)
+
+    def get_code(self, fullname: str) -> object:
+        if fullname == self._fullname and fullname in CONF_MODULES and self._source_available():
+            try:
+                return self._transformed(merge=True)
+            except SyntaxError:
+                raise
+            except Exception as exc:  # never worse than the host without plugins
+                _warn(f"cannot add plugin confs to {fullname} ({type(exc).__name__}: {exc})", key=f"code:{fullname}")
+        return self._inner.get_code(fullname)  # type: ignore[attr-defined]
+
+    def _source_available(self) -> bool:
+        return hasattr(self._inner, "get_source") and hasattr(self._inner, "get_filename")
+
+    def _transformed(self, *, merge: bool) -> object:
+        inner = self._inner
+        source = inner.get_source(self._fullname)  # type: ignore[attr-defined]
+        filename = inner.get_filename(self._fullname)  # type: ignore[attr-defined]
+        if not merge:  # import path: the merge runs after execution, only the fallbacks go into the code
+            import ast
+
+            tree = ast.parse(source, filename)
+            for required, stand_in in IMPORT_FALLBACKS.get(self._fullname, {}).items():
+                _wrap_import(tree, required, stand_in)
+            return compile(tree, filename, "exec", dont_inherit=True)
+        return transform_source(source, filename, self._fullname, fallbacks=_fallback_needed(self._fullname))
+
+
+class ShimLoader:
+    """Serves ``<host package>.<name>`` as a module holding the entry point's class, re-homed into that module."""
+
+    def __init__(self, entry_point: object, group: str) -> None:
+        self.entry_point = entry_point
+        self.group = group
+
+    def create_module(self, spec: object) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        ep = self.entry_point
+        try:
+            target = ep.load()  # type: ignore[attr-defined]
+        except Exception as exc:
+            _warn(f"{module.__name__} ({_describe(ep)}) failed to load: {type(exc).__name__}: {exc}",
+                  key=f"model:{self.group}:{ep.name}")  # type: ignore[attr-defined]
+            raise ImportError(f"{module.__name__} is provided by {_describe(ep)}, which failed to load: {exc}",
+                              name=module.__name__) from exc
+        if not isinstance(target, type):
+            raise ImportError(f"{module.__name__}: {_describe(ep)} is {target!r}, not a class", name=module.__name__)
+        namespace = {"__module__": module.__name__, "__qualname__": target.__qualname__, "__doc__": target.__doc__}
+        shim = type(target)(target.__name__, (target,), namespace)  # the class's own metaclass (hloc: ABCMeta)
+        module.__dict__[target.__name__] = shim
+        module.__doc__ = f"Served by gim_plugins._bootstrap from {_describe(ep)} (group {self.group!r})."
+
+
+def find_spec(fullname: str, path: object = None, target: object = None) -> object:
+    """The finder's work for a name :mod:`gim_plugins._bootstrap` forwarded (a hooked module or a model module)."""
+    if fullname in HOOKED:
+        spec = _others(fullname, path, target)
+        if spec is not None and spec.loader is not None:  # type: ignore[attr-defined]
+            spec.loader = HookedLoader(spec.loader, fullname)  # type: ignore[attr-defined]
+        return spec
+    parent, _, child = fullname.rpartition(".")
+    group = MODEL_PACKAGES.get(parent)
+    if group is None:
+        return None
+    if _others(fullname, path, target) is not None:
+        return None  # the host's own module of that name wins; let the normal machinery load it
+    ep = entry_points(group).get(child)
+    if ep is None:
+        return None
+    from importlib.machinery import ModuleSpec
+
+    return ModuleSpec(fullname, ShimLoader(ep, group), origin=f"entry point {ep.value}")  # type: ignore[attr-defined]
+
+
+def _others(fullname: str, path: object, target: object) -> object:
+    """The spec the other meta-path finders give (our own finder skipped)."""
+    for finder in sys.meta_path:
+        if getattr(finder, "_gim_plugins_finder", False):
+            continue
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        spec = find(fullname, path, target)
+        if spec is not None:
+            return spec
+    return None
+
+
+def invalidate_caches() -> None:
+    """Forget the entry-point scan (``importlib.invalidate_caches()`` after installing a plugin)."""
+    global _entry_point_cache
+    _entry_point_cache = None
+
+
+def hook_imported_modules() -> None:
+    """Apply the hooks to host modules imported before the finder was installed."""
+    for fullname in HOOKED:
+        module = sys.modules.get(fullname)
+        if module is not None:
+            _after_exec(fullname, module)

@@ -1,0 +1,139 @@
+"""The only module that imports pycolmap: version gate and the few calls the pipeline needs.
+
+Why one module: pycolmap's API moves between releases (``Database`` got rigs/frames in 3.12, ``cam_from_world``
+became a method, options classes were renamed), and pycolmap is an optional extra. Everything else in
+``colmap_ext`` goes through these functions, so a new pycolmap release is adapted here and only here.
+Supported: pycolmap >= 4.2, < 5 (tested with 4.2.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["available", "create_database", "incremental_mapping", "require", "verify_matches", "version"]
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION = (4, 2)
+MAX_VERSION = (5, 0)
+
+
+def _parse(text: str) -> tuple[int, ...]:
+    numbers = []
+    for part in text.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def require() -> ModuleType:
+    """Import pycolmap, or raise ImportError that says how to install a supported version."""
+    try:
+        import pycolmap
+    except ImportError as exc:
+        raise ImportError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, < 5), "
+                          "or use the COLMAP binary with --engine colmap") from exc
+    found = _parse(getattr(pycolmap, "__version__", "0"))
+    if not MIN_VERSION <= found < MAX_VERSION:
+        raise ImportError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
+                          "`pip install 'pycolmap>=4.2,<5'`")
+    return pycolmap
+
+
+@contextlib.contextmanager
+def _quiet(pycolmap: ModuleType) -> Iterator[None]:
+    """COLMAP's glog output only when this package logs at INFO (``gim -v``); errors always."""
+    logging_api = getattr(pycolmap, "logging", None)
+    if logging_api is None or not hasattr(logging_api, "minloglevel"):
+        yield
+        return
+    previous = logging_api.minloglevel
+    logging_api.minloglevel = 0 if log.isEnabledFor(logging.INFO) else 2
+    try:
+        yield
+    finally:
+        logging_api.minloglevel = previous
+
+
+def available() -> bool:
+    """Whether a supported pycolmap is importable."""
+    try:
+        require()
+    except ImportError:
+        return False
+    return True
+
+
+def version() -> str:
+    return str(require().__version__)
+
+
+def create_database(path: str | os.PathLike[str]) -> None:
+    """Create an empty database with the installed pycolmap's schema (the file must not exist)."""
+    pycolmap = require()
+    pycolmap.Database.open(str(path)).close()
+
+
+def verify_matches(database: str | os.PathLike[str], pairs_file: str | os.PathLike[str], *, max_error: float,
+                   max_num_trials: int, min_inlier_ratio: float, min_num_inliers: int, confidence: float) -> None:
+    """Geometric verification of the pairs listed in ``pairs_file`` (``name0 name1`` lines); writes
+    ``two_view_geometries``."""
+    pycolmap = require()
+    options = pycolmap.TwoViewGeometryOptions()
+    options.ransac.max_error = float(max_error)
+    options.ransac.max_num_trials = int(max_num_trials)
+    options.ransac.min_inlier_ratio = float(min_inlier_ratio)
+    options.ransac.confidence = float(confidence)
+    options.min_num_inliers = int(min_num_inliers)
+    with _quiet(pycolmap):
+        pycolmap.verify_matches(str(database), str(pairs_file), options=options)
+
+
+def incremental_mapping(database: str | os.PathLike[str], image_dir: str | os.PathLike[str],
+                        out_dir: str | os.PathLike[str], mapper: dict[str, Any]) -> list[Path]:
+    """Run incremental mapping; each model is written (binary and text files) into ``out_dir/<index>``.
+
+    Args:
+        mapper: ``min_num_matches``, ``init_min_num_inliers``, ``abs_pose_min_num_inliers``,
+            ``abs_pose_min_inlier_ratio``, ``ba_refine_focal_length``, ``ba_refine_principal_point``,
+            ``ba_refine_extra_params``, ``num_threads``, ``random_seed``, ``multiple_models``.
+
+    Returns:
+        The model directories, largest (most registered images) first.
+    """
+    pycolmap = require()
+    options = pycolmap.IncrementalPipelineOptions()
+    options.min_num_matches = int(mapper["min_num_matches"])
+    options.multiple_models = bool(mapper["multiple_models"])
+    options.num_threads = int(mapper["num_threads"])
+    options.random_seed = int(mapper["random_seed"])
+    options.ba_refine_focal_length = bool(mapper["ba_refine_focal_length"])
+    options.ba_refine_principal_point = bool(mapper["ba_refine_principal_point"])
+    options.ba_refine_extra_params = bool(mapper["ba_refine_extra_params"])
+    options.mapper.init_min_num_inliers = int(mapper["init_min_num_inliers"])
+    options.mapper.abs_pose_min_num_inliers = int(mapper["abs_pose_min_num_inliers"])
+    options.mapper.abs_pose_min_inlier_ratio = float(mapper["abs_pose_min_inlier_ratio"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    binary_dir = out / "_binary"
+    with _quiet(pycolmap):
+        models = pycolmap.incremental_mapping(str(database), str(image_dir), str(binary_dir), options=options)
+    ranked = sorted(models.values(), key=lambda rec: rec.num_reg_images(), reverse=True)
+    paths = []
+    for index, reconstruction in enumerate(ranked):
+        target = out / str(index)
+        target.mkdir(parents=True, exist_ok=True)
+        reconstruction.write_binary(str(target))
+        reconstruction.write_text(str(target))
+        paths.append(target)
+    shutil.rmtree(binary_dir, ignore_errors=True)
+    return paths

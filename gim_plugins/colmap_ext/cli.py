@@ -1,0 +1,93 @@
+"""``gim reconstruct`` (registered through the ``gim_plugins.cli`` entry-point group)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("reconstruct", help="sparse 3D reconstruction (COLMAP) of a folder of images",
+                            description="Match image pairs, write a COLMAP database, verify and map. Rerunning "
+                                        "with the same --out resumes: finished pairs and steps are skipped.")
+    parser.add_argument("images", type=Path, help="folder of images (searched recursively)")
+    parser.add_argument("--matcher", default="aliked_lightglue", help="registered matcher (default: %(default)s)")
+    parser.add_argument("--weights", default=None, help="checkpoint file (default: the matcher's registered weights)")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="matcher option (repeatable)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--pairs", default="exhaustive",
+                        help="exhaustive | sequential:K | a pair file with 'name0 name1' lines (default: %(default)s)")
+    parser.add_argument("--engine", choices=("pycolmap", "colmap"), default="pycolmap",
+                        help="verification and mapping by pycolmap or by the colmap program (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: IMAGES/../reconstruction)")
+    parser.add_argument("--camera-model", default="SIMPLE_RADIAL", help="COLMAP camera model (default: %(default)s)")
+    parser.add_argument("--single-camera", action="store_true", help="one camera shared by all images")
+    parser.add_argument("--camera-params", default=None,
+                        help="comma-separated COLMAP camera parameters (principal point in COLMAP's convention)")
+    parser.add_argument("--tracks", choices=("merge", "none"), default="merge",
+                        help="dense matchers: merge per-pair keypoints into tracks (default) or not")
+    parser.add_argument("--merge-radius", type=float, default=None, help="dense matchers: track merge radius in px")
+    parser.add_argument("--min-matches", type=int, default=15, help="pairs with fewer matches are left out")
+    parser.add_argument("--export", action="append", default=[], metavar="NAME",
+                        help="also export the correspondences (colmap-db, colmap-text, hloc-h5) into OUT/exports/NAME")
+    parser.add_argument("--overwrite", action="store_true", help="discard matches stored by another matcher/conf")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=_run)
+
+
+def build_conf(args: argparse.Namespace) -> dict[str, Any]:
+    """The reconstruction conf from parsed arguments."""
+    from gim_plugins.cli import CLIError
+    from gim_plugins.cli.match_cmd import parse_conf
+
+    camera: dict[str, Any] = {"camera_model": args.camera_model, "single_camera": bool(args.single_camera)}
+    if args.camera_params:
+        try:
+            camera["camera_params"] = [float(v) for v in args.camera_params.split(",")]
+        except ValueError:
+            raise CLIError(f"--camera-params expects comma-separated numbers, got {args.camera_params!r}") from None
+    track_conf: dict[str, Any] = {"mode": args.tracks}
+    if args.merge_radius is not None:
+        track_conf["radius"] = args.merge_radius
+    return {"matcher": args.matcher, "matcher_conf": parse_conf(args.conf), "weights": args.weights,
+            "device": args.device, "pairs": args.pairs, "engine": args.engine, "camera": camera,
+            "tracks": track_conf, "min_matches": args.min_matches, "overwrite": bool(args.overwrite),
+            "progress": not args.no_progress}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gim_plugins.colmap_ext.exporters import export
+    from gim_plugins.colmap_ext.reconstruct import ReconstructPaths, load_correspondences, main
+
+    out = args.out or args.images.resolve().parent / "reconstruction"
+    paths = ReconstructPaths(args.images, out)
+    conf = build_conf(args)
+    summary_path = main(conf, paths)
+    summary = json.loads(summary_path.read_text())
+    if args.export:
+        correspondences = load_correspondences(conf, paths)
+        for name in args.export:
+            target = out / "exports" / name
+            if name == "colmap-db":
+                target = export(name, correspondences, target / "database.db", camera=conf["camera"],
+                                overwrite=True)
+            else:
+                target = export(name, correspondences, target)
+            print(f"exported {name}: {target}")
+    match = summary.get("match", {})
+    tracks = summary.get("database", {}).get("correspondences", {})
+    share = 100 * summary["registered_share"]
+    print(f"images: {summary['images']}, registered: {summary['registered']} ({share:.0f} %)")
+    print(f"points: {summary['points']}, mean track length: {summary['mean_track_length']:.2f}, "
+          f"mean reprojection error: {summary['mean_reprojection_error']:.2f} px")
+    print(f"pairs: {match.get('pairs')}, verified: {summary.get('database', {}).get('verified_pairs')}, "
+          f"keypoints/image: {tracks.get('mean_keypoints', 0):.0f}, matched now: {match.get('matched_now')}, "
+          f"extractions now: {match.get('extracted_now')}")
+    print(f"model: {summary['model']}")
+    for warning in summary.get("warnings", []):
+        print(f"warning: {warning}")
+    return 0
