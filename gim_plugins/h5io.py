@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from gim_plugins.atomic import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     import h5py
@@ -239,17 +240,11 @@ def atomic_h5(path: PathLike, *, append: bool = True) -> Iterator[h5py.File]:
     import h5py
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         if append and target.exists():
             shutil.copyfile(target, tmp)
         with h5py.File(tmp, "a" if append and target.exists() else "w") as handle:
             yield handle
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def read_pairs(path: PathLike) -> list[tuple[str, str]]:
@@ -273,14 +268,4 @@ def write_pairs(path: PathLike, pairs: Iterable[tuple[str, str]]) -> Path:
         if any(c.isspace() for c in name0 + name1):
             raise ValueError(f"image names with whitespace cannot be written to a pair list: {name0!r}, {name1!r}")
         lines.append(f"{name0} {name1}\n")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.writelines(lines)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(path, "".join(lines))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gim_plugins.atomic import atomic_write_bytes
+
 __all__ = ["draw_matches", "draw_warp", "to_uint8_rgb", "write_png"]
 
 MARGIN = 2
@@ -91,7 +93,4 @@ def write_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(to_uint8_rgb(image_rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path} as PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, encoded.tobytes())

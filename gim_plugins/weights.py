@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gim_plugins.atomic import atomic_path, atomic_write_text
+
 if TYPE_CHECKING:
     import torch
 
@@ -337,15 +339,7 @@ def _record(directory: Path, file_name: str, hashes: Mapping[str, Any], **extra:
     path = directory / file_name
     index = _read_index(directory)
     index[file_name] = {**hashes, "mtime_ns": path.stat().st_mtime_ns, **extra}
-    _atomic_write_text(_index_path(directory), json.dumps(index, indent=1, sort_keys=True))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(_index_path(directory), json.dumps(index, indent=1, sort_keys=True))
 
 
 def _recorded_hashes(path: Path) -> dict[str, Any] | None:
@@ -521,9 +515,8 @@ def import_weights(
     directory.mkdir(parents=True, exist_ok=True)
     dest = directory / spec.file_name
     if source.resolve() != dest.resolve():
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
     _record(directory, spec.file_name, hashes, source_verified=verdict is True)
     if slim:
         _save_slim(directory, spec, state_dict, source_verified=verdict is True, source_sha256=hashes["sha256"])
@@ -536,9 +529,8 @@ def _save_slim(
     import torch
 
     path = directory / _slim_name(spec)
-    tmp = path.with_name(path.name + ".part")
-    torch.save(dict(state_dict), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(state_dict), tmp)
     _record(directory, path.name, file_hashes(path), source_verified=source_verified, source_sha256=source_sha256)
     return path
 

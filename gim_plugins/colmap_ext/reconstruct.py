@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from gim_plugins.atomic import atomic_write_text
 from gim_plugins.colmap_ext import tracks
 from gim_plugins.colmap_ext.correspondences import Correspondences, indices_of
 from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS
@@ -118,16 +119,7 @@ def _conf(conf: Mapping[str, Any] | None) -> Conf:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

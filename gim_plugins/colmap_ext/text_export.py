@@ -15,29 +15,17 @@ the file would be silently ignored. :func:`write_match_list` therefore checks ev
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
+from gim_plugins.atomic import atomic_write_text
 from gim_plugins.colmap_ext.correspondences import Correspondences
 
 __all__ = ["write_feature_files", "write_match_list"]
 
 _ZEROS = " ".join(["0"] * 128)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_feature_files(correspondences: Correspondences, out_dir: str | os.PathLike[str]) -> Path:
@@ -48,7 +36,7 @@ def write_feature_files(correspondences: Correspondences, out_dir: str | os.Path
         kp = correspondences.keypoints[name].astype(np.float64) + 0.5  # COLMAP: corner of the top-left pixel at 0
         lines = [f"{len(kp)} 128"]
         lines += [f"{x:.4f} {y:.4f} 1 0 {_ZEROS}" for x, y in kp.tolist()]
-        _atomic_write_text(out / f"{name}.txt", "\n".join(lines) + "\n")
+        atomic_write_text(out / f"{name}.txt", "\n".join(lines) + "\n")
     return out
 
 
@@ -76,5 +64,5 @@ def write_match_list(correspondences: Correspondences, path: str | os.PathLike[s
         body = "\n".join(f"{a} {b}" for a, b in matches.tolist())
         blocks.append(f"{name0} {name1}\n{body}\n\n")
     target = Path(path)
-    _atomic_write_text(target, "".join(blocks))
+    atomic_write_text(target, "".join(blocks))
     return target

@@ -50,13 +50,13 @@ import functools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gim_plugins.atomic import atomic_write_bytes
 from gim_plugins.datasets import motorcycle
 
 __all__ = [
@@ -452,21 +452,6 @@ def scene_extent(views: Sequence[SceneView] | None = None, *, percentile: float 
     return float(np.linalg.norm(high - low))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_scene(views: Sequence[SceneView], out_dir: str | os.PathLike[str], *, depth: bool = False) -> Path:
     """Write the views' images (PNG), optionally their depth maps, and ``poses.json`` (last) into ``out_dir``.
 
@@ -486,13 +471,13 @@ def write_scene(views: Sequence[SceneView], out_dir: str | os.PathLike[str], *, 
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(view.image), cv2.COLOR_RGB2BGR))
         if not ok:
             raise ValueError(f"cannot encode {view.name} as PNG")
-        _atomic_write(out / view.name, encoded.tobytes())
+        atomic_write_bytes(out / view.name, encoded.tobytes())
         depth_file = None
         if depth and view.depth is not None:
             depth_file = f"depth/{Path(view.name).stem}.npy"
             buffer = io.BytesIO()
             np.save(buffer, view.depth.astype(np.float32))
-            _atomic_write(out / depth_file, buffer.getvalue())
+            atomic_write_bytes(out / depth_file, buffer.getvalue())
         height, width = view.size
         records.append({"name": view.name, "width": width, "height": height, "K": view.K.tolist(),
                         "R": view.R.tolist(), "t": view.t.tolist(), "depth": depth_file})
@@ -500,7 +485,7 @@ def write_scene(views: Sequence[SceneView], out_dir: str | os.PathLike[str], *, 
                 "units": "metres", "pixel_convention": "centre-at-integer",
                 "pose": "X_cam = R @ X_world + t", "views": records}
     poses = out / POSES_FILE
-    _atomic_write(poses, (json.dumps(document, indent=1) + "\n").encode())
+    atomic_write_bytes(poses, (json.dumps(document, indent=1) + "\n").encode())
     return poses
 
 

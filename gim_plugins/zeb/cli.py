@@ -105,7 +105,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from gim_plugins.zeb.dumps import atomic_write_text
+    from gim_plugins.atomic import atomic_write_text
     from gim_plugins.zeb.report import collect, format_report, plot
 
     results = collect(args.dump_dir, args.methods)

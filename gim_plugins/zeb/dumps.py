@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gim_plugins.atomic import atomic_write_text
 from gim_plugins.zeb.metrics import PairMetrics
 
 __all__ = [
     "HEADER",
     "DumpName",
     "DumpRow",
-    "atomic_write_text",
     "dump_file_name",
     "finalise_rows",
     "find_dumps",
@@ -157,23 +156,6 @@ def unique_rows(rows: Iterable[DumpRow]) -> list[DumpRow]:
 def finalise_rows(rows_in_pair_order: Iterable[DumpRow]) -> list[DumpRow]:
     """The rows of a dump: de-duplicated (first occurrence in GIM's pair order) and sorted by identifier."""
     return sorted(unique_rows(rows_in_pair_order), key=lambda row: row.identifier)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")  # umask-respecting mode
-    try:
-        with open(tmp, "x", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_dump(path: str | os.PathLike[str], rows: Sequence[DumpRow]) -> Path:

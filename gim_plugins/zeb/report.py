@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gim_plugins.atomic import atomic_path
 from gim_plugins.zeb.dataset import SUBSETS, get_subset
 from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows
 from gim_plugins.zeb.metrics import AUC_THRESHOLDS, pose_auc, pose_errors
@@ -314,9 +315,8 @@ def plot(results: Sequence[MethodResult], out_dir: str | os.PathLike[str], max_e
 
 
 def _save(fig: Any, path: Path) -> Path:
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path
 
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gim_plugins.zeb.dumps import DumpRow, atomic_write_text, dump_file_name, find_dumps
+from gim_plugins.atomic import atomic_write_text
+from gim_plugins.zeb.dumps import DumpRow, dump_file_name, find_dumps
 from gim_plugins.zeb.metrics import PairMetrics
 
 __all__ = ["FORMAT", "MethodStore", "Record", "StaleResultsError"]
