@@ -301,8 +301,10 @@ class ConvRefiner(nn.Module):
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, emb_dim: int, corr_radius: int = 0, hidden_blocks: int = 8,
-                 kernel_size: int = 5) -> None:
+                 kernel_size: int = 5, certainty_last: bool = False) -> None:
         super().__init__()
+        self.certainty_last = certainty_last
+        """Output channel order: DKM's ``[certainty, dx, dy]`` (False) or RoMa's ``[dx, dy, certainty]`` (True)."""
         self.block1 = self._block(in_dim, hidden_dim, kernel_size)
         self.hidden_blocks = nn.Sequential(*[self._block(hidden_dim, hidden_dim, kernel_size)
                                              for _ in range(hidden_blocks)])
@@ -321,7 +323,7 @@ class ConvRefiner(nn.Module):
             nn.Conv2d(out_dim, out_dim, 1),
         )
 
-    def inputs(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    def inputs(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, emb_scale: float = 1.0) -> torch.Tensor:
         """The refiner input ``[x, y warped by flow, displacement embedding, local correlation]``.
 
         Computed in float32 and written into one channels-last tensor of the compute dtype (bfloat16 inside a bf16
@@ -331,6 +333,7 @@ class ConvRefiner(nn.Module):
             x: ``(1, C, h, w)`` query features.
             y: ``(1, C, h, w)`` support features.
             flow: ``(1, 2, h, w)`` normalised coordinates in the support image.
+            emb_scale: factor on the displacement before its embedding (DKM: 1; RoMa: ``40/32 · scale_factor``).
         """
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
@@ -343,13 +346,14 @@ class ConvRefiner(nn.Module):
                             memory_format=torch.channels_last)
             d[:, :c] = x
             d[:, c : 2 * c] = F.grid_sample(y, flow.permute(0, 2, 3, 1), align_corners=False)
-            d[:, 2 * c : 2 * c + emb] = self.disp_emb(flow - normalized_grid(h, w, x.device)[None])
+            displacement = flow - normalized_grid(h, w, x.device)[None]
+            d[:, 2 * c : 2 * c + emb] = self.disp_emb(displacement if emb_scale == 1.0 else emb_scale * displacement)
             if corr:
                 local_correlation(x, y, self.local_corr_radius, flow, out=d[:, 2 * c + emb :])
         return d
 
-    def forward(self, feats: torch.Tensor, flow: torch.Tensor,
-                support: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, flow: torch.Tensor, support: tuple[int, ...],
+                emb_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine every batch item of ``feats`` against batch item ``support[k]`` (symmetric matching: [1, 0]).
 
         Items run one at a time, in channels-last layout (faster depthwise and 1×1 convolutions on CPU), with each
@@ -362,13 +366,15 @@ class ConvRefiner(nn.Module):
         blocks = [self._folded(block) for block in (self.block1, *self.hidden_blocks)]
         outputs = []
         for k, other in enumerate(support):
-            d = self.inputs(feats[k : k + 1], feats[other : other + 1], flow[k : k + 1])
+            d = self.inputs(feats[k : k + 1], feats[other : other + 1], flow[k : k + 1], emb_scale)
             for (weight, bias, groups, padding), pointwise in zip(blocks, (self.block1, *self.hidden_blocks)):
                 d = F.relu_(F.conv2d(d, weight, bias, padding=padding, groups=groups))
                 d = pointwise[3](d)
             outputs.append(self.out_conv(d).float())
             del d
         out = torch.cat(outputs)
+        if self.certainty_last:
+            return out[:, -1:], out[:, :-1]
         return out[:, :-2], out[:, -2:]
 
     def _folded(self, block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor, int, int]:

@@ -20,7 +20,7 @@ MIN_DENSITY = 10.0
 """Candidates with fewer than about 10 close neighbours are nearly never drawn (probability 1e-7)."""
 
 
-def kde(x: torch.Tensor, std: float = KDE_STD, chunk: int = 2048) -> torch.Tensor:
+def kde(x: torch.Tensor, std: float = KDE_STD, chunk: int = 2048, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Gaussian kernel density ``sum_j exp(-|x_i - x_j|² / (2 std²))`` of each row of ``x`` (N, D).
 
     ``chunk`` rows are processed at a time: memory is ``chunk × N`` floats instead of ``N × N``. The operations are
@@ -28,7 +28,13 @@ def kde(x: torch.Tensor, std: float = KDE_STD, chunk: int = 2048) -> torch.Tenso
     exponent is floored at −87 so that ``exp`` never produces subnormal numbers, which are up to 10× slower on x86.
     The floor only turns terms below 1.7e-38 into 1.7e-38; each density includes the point itself (1.0), so these
     terms are far below its rounding unit and the result is bit-identical to the original's.
+
+    ``dtype`` converts ``x`` first: RoMa's original computes its KDE in float16 (``x.half()``), and the densities,
+    hence the second draw, depend on that rounding. In float16 ``exp`` of anything below −17 is already 0, so the
+    floor changes nothing there either.
     """
+    if dtype is not None:
+        x = x.to(dtype)
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
     density = x.new_empty(x.shape[0])
@@ -41,8 +47,8 @@ def kde(x: torch.Tensor, std: float = KDE_STD, chunk: int = 2048) -> torch.Tenso
 
 
 def balanced_sample(warp: torch.Tensor, certainty: torch.Tensor, num: int, *, threshold: float = 0.05,
-                    generator: torch.Generator | None = None,
-                    chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+                    generator: torch.Generator | None = None, chunk: int = 2048,
+                    kde_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw up to ``num`` matches spread over the image from a dense warp (DKM ``sample``, GIM variant).
 
     1. Weights: certainty, with values above ``threshold`` set to 1; draw ``4·num`` candidates without replacement.
@@ -57,6 +63,7 @@ def balanced_sample(warp: torch.Tensor, certainty: torch.Tensor, num: int, *, th
         threshold: certainty above which every match weighs the same.
         generator: random generator of both draws (``None``: torch's global generator, as the original).
         chunk: KDE row block size.
+        kde_dtype: dtype of the KDE and of the second draw's weights (``None``: the warp's; RoMa: float16).
 
     Returns:
         ``(matches (K, 4), certainty (K,))`` with the **original** certainty of each drawn match (GIM returns it
@@ -72,7 +79,7 @@ def balanced_sample(warp: torch.Tensor, certainty: torch.Tensor, num: int, *, th
                                    replacement=False, generator=generator)
     del weights
     good_matches, good_certainty = matches[candidates], original[candidates]
-    density = kde(good_matches, std=KDE_STD, chunk=chunk)
+    density = kde(good_matches, std=KDE_STD, chunk=chunk, dtype=kde_dtype)
     p = 1 / (density + 1)
     p[density < MIN_DENSITY] = 1e-7
     chosen = torch.multinomial(p, num_samples=min(num, len(good_certainty)), replacement=False, generator=generator)

@@ -1,0 +1,196 @@
+"""GIM-RoMa: RoMa trained by GIM on 100 h of internet video, as a dense matcher.
+
+Inference follows GIM (gim-spec.md §6, §2): RGB in [0, 1] without ImageNet normalisation, centred zero padding to a
+square (``get_padding_size(img, 672, 672)`` in ``demo.py``), a coarse pass at 672×672, a refinement pass at
+1344×1344, zero certainty on near-black pixels, symmetric matching and balanced sampling of 5000 matches (with the
+KDE in float16, as the original). Named setups in :data:`PRESETS`: ``gim_roma-demo`` (the default) and
+``gim_roma-zeb`` (GIM's ZEB evaluation: no padding, keep confidence > 0).
+
+Two weight files: ``gim_roma_100h`` (GIM's checkpoint, DINOv2 excluded) and ``dinov2_vitl14`` (Meta's
+``dinov2_vitl14_pretrain.pth``, frozen, never inside the GIM file). Pass them as
+``weights={"gim_roma_100h": ..., "dinov2_vitl14": ...}``, or set ``dinov2_weights`` in the conf, or put both in the
+weights cache (``gim weights fetch dinov2_vitl14``). Nothing is downloaded at construction.
+
+Keypoints are in the package convention (centre of the top-left pixel at (0, 0)): GIM's corner-convention
+coordinates minus 0.5.
+
+Memory (CPU, float32, GIM defaults): ≈1.7 GB of weights (DINOv2 1.2 GB), plus a few GB of activations in the
+1344×1344 pass whatever the input size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from gim_plugins.conf import Conf
+from gim_plugins.models._arch.dinov2 import PATCH_SIZE
+from gim_plugins.models._arch.dkm import BLACK_THRESHOLD
+from gim_plugins.models._arch.dkm_sampling import balanced_sample
+from gim_plugins.models._arch.roma import RoMa, describe_keys
+from gim_plugins.models.base import BaseMatcher, WeightsArg
+from gim_plugins.models.gim_dkm import matches_to_keypoints, padding_to_aspect
+from gim_plugins.types import MatchResult
+
+__all__ = ["DINOV2_NAME", "PRESETS", "WEIGHT_NAME", "GIMRoMa", "remap_gim_roma"]
+
+WEIGHT_NAME = "gim_roma_100h"
+DINOV2_NAME = "dinov2_vitl14"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # demo.py: pad to a square, 672² + 1344², 5000 samples, in-image filter.
+    "gim_roma-demo": {"h": 672, "w": 672, "pad_to_aspect": True, "upsample": True, "upsample_res": (1344, 1344),
+                      "num_samples": 5000, "bounds_filter": True, "drop_zero_confidence": False},
+    # trainer/lightning.py (ZEB): no padding, 672² + 1344², 5000 samples, keep confidence > 0 only.
+    "gim_roma-zeb": {"h": 672, "w": 672, "pad_to_aspect": False, "upsample": True, "upsample_res": (1344, 1344),
+                     "num_samples": 5000, "bounds_filter": False, "drop_zero_confidence": True},
+}
+"""Named GIM configurations: ``load_matcher("gim_roma", **PRESETS["gim_roma-zeb"])``."""
+
+
+def remap_gim_roma(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """GIM-RoMa checkpoint → state dict of :class:`~gim_plugins.models._arch.roma.RoMa` (pure; input untouched).
+
+    Accepts the Lightning layout ``{"state_dict": {"model.<key>": tensor}}`` and a plain state dict, with or without
+    the ``model.`` prefix (stripped once, as GIM does). Nothing is dropped: the strict load reports what does not fit.
+
+    Raises:
+        ValueError: the input is not a mapping of tensors, or two keys collide after stripping the prefix.
+    """
+    if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
+        checkpoint = checkpoint["state_dict"]
+    out: dict[str, torch.Tensor] = {}
+    for raw_key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"gim_roma checkpoint: {raw_key!r} is a {type(value).__name__}, not a tensor")
+        key = raw_key.removeprefix("model.")
+        if key in out:
+            raise ValueError(f"gim_roma checkpoint: both {key!r} and 'model.{key}' are present")
+        out[key] = value
+    return out
+
+
+class GIMRoMa(BaseMatcher):
+    """GIM's RoMa dense matcher (``gim_roma``); options in :attr:`default_conf`, named setups in :data:`PRESETS`."""
+
+    name: ClassVar[str] = "gim_roma"
+    default_conf: ClassVar[dict[str, Any]] = {
+        **PRESETS["gim_roma-demo"],
+        "sample_thresh": 0.05,  # certainty above which all matches weigh the same in the first draw
+        "black_threshold": BLACK_THRESHOLD,  # None: no near-black masking
+        "dinov2_weights": None,  # path of dinov2_vitl14_pretrain.pth (None: weights= or the weights cache)
+        "seed": None,  # int: every match() draws its samples from a generator seeded with it (reproducible)
+        "kde_chunk": 2048,  # rows of the sampling KDE computed at once
+        "max_image_pixels": 64_000_000,  # larger inputs are refused
+    }
+    weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME, DINOV2_NAME)
+    min_image_size: ClassVar[int] = 32
+    gim_keypoint_offset: ClassVar[float] = 0.5
+    zeb_rescale: ClassVar[str] = "canvas"
+    """GIM's ZEB maps RoMa's normalised coordinates over the whole input canvas to the original size (see zeb)."""
+
+    def _init(self, conf: Conf) -> None:
+        for key in ("h", "w"):
+            if not isinstance(conf[key], int) or conf[key] < 2 * PATCH_SIZE or conf[key] % PATCH_SIZE:
+                raise ValueError(f"gim_roma: {key} must be a multiple of {PATCH_SIZE} (DINOv2's patch) ≥ "
+                                 f"{2 * PATCH_SIZE}, got {conf[key]!r}")
+        if conf.upsample and (len(conf.upsample_res) != 2 or min(conf.upsample_res) < 32):
+            raise ValueError(f"gim_roma: upsample_res must be (h, w) with both ≥ 32, got {conf.upsample_res!r}")
+        if not isinstance(conf.num_samples, int) or conf.num_samples <= 0:
+            raise ValueError(f"gim_roma: num_samples must be a positive int, got {conf.num_samples!r}")
+        if conf.max_image_pixels is not None and conf.max_image_pixels <= 0:
+            raise ValueError(f"gim_roma: max_image_pixels must be positive or None, got {conf.max_image_pixels!r}")
+        self.net = RoMa()
+
+    def _weight_sources(self, weights: WeightsArg) -> dict[str, Any]:
+        sources = super()._weight_sources(weights)
+        if self.conf.dinov2_weights is not None and sources.get(DINOV2_NAME) is None:
+            sources[DINOV2_NAME] = os.fspath(self.conf.dinov2_weights)
+        return sources
+
+    def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        state_dict = remap_gim_roma(state_dicts[WEIGHT_NAME])
+        expected = self.net.state_dict()
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in expected]
+        wrong = [f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+                 if k in state_dict and state_dict[k].shape != v.shape]
+        if missing or unexpected or wrong:
+            parts = [f"missing keys: {describe_keys(missing)}" if missing else "",
+                     f"unexpected keys: {describe_keys(unexpected)}" if unexpected else "",
+                     f"wrong shapes: {describe_keys(wrong)}" if wrong else ""]
+            hint = (" (DINOv2 tensors belong in the separate dinov2_vitl14 file)"
+                    if any(k.startswith(("encoder.dinov2", "blocks.", "pos_embed")) for k in unexpected) else "")
+            raise ValueError("checkpoint does not fit gim_roma (RoMa); " + "; ".join(p for p in parts if p) + hint)
+        self.net.check_dinov2(state_dicts[DINOV2_NAME])  # both checked before anything is loaded
+        self.net.load_state_dict(state_dict, strict=True)
+        self.net.load_dinov2(state_dicts[DINOV2_NAME])
+
+    # ------------------------------------------------------------------------------------------------- matching
+
+    def _check_size(self, image: torch.Tensor, label: str) -> None:
+        limit = self.conf.max_image_pixels
+        height, width = image.shape[-2:]
+        if limit is not None and height * width > limit:
+            raise ValueError(
+                f"{label}: {width}×{height} px ({height * width / 1e6:.1f} MP) exceeds gim_roma's max_image_pixels "
+                f"= {limit / 1e6:.1f} MP. Downscale it (the network sees {self.conf.w}×{self.conf.h} and "
+                f"{self.conf.upsample_res[1]}×{self.conf.upsample_res[0]} px anyway) or raise max_image_pixels."
+            )
+
+    def _pad(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Centre-pad a ``(1, 3, H, W)`` image to the network aspect when configured; returns it and (left, top)."""
+        if not self.conf.pad_to_aspect:
+            return image, (0, 0)
+        left, right, top, bottom = padding_to_aspect(*image.shape[-2:], self.conf.h, self.conf.w)
+        if left == right == top == bottom == 0:
+            return image, (0, 0)
+        return F.pad(image, (left, right, top, bottom)), (left, top)
+
+    def dense(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GIM's ``model.match``: the dense warp and certainty of two ``(1, 3, H, W)`` (already padded) images."""
+        conf = self.conf
+        return self.net.dense_match(image0, image1, size=(conf.h, conf.w),
+                                    upsample_res=tuple(conf.upsample_res) if conf.upsample else None,
+                                    black_threshold=conf.black_threshold)
+
+    def sample(self, warp: torch.Tensor, certainty: torch.Tensor,
+               num: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """GIM's ``model.sample``: balanced sampling of ``num`` (default ``num_samples``) matches, KDE in float16.
+
+        With ``seed`` set, the draws come from a generator seeded with it (the same stream as
+        ``torch.manual_seed(seed)`` on the CPU), so a call is reproducible.
+        """
+        generator = None
+        if self.conf.seed is not None:
+            generator = torch.Generator(device=warp.device).manual_seed(int(self.conf.seed))
+        matches, confidence = balanced_sample(
+            warp, certainty, num or self.conf.num_samples, threshold=self.conf.sample_thresh, generator=generator,
+            chunk=self.conf.kde_chunk, kde_dtype=torch.float16)
+        return matches, confidence
+
+    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
+        self._check_size(image0, "image0")
+        self._check_size(image1, "image1")
+        device = self.device
+        start = time.perf_counter()
+        padded0, (left0, top0) = self._pad(image0.to(device)[None])
+        padded1, (left1, top1) = self._pad(image1.to(device)[None])
+        padded_sizes = (padded0.shape[-2:], padded1.shape[-2:])
+        warp, certainty = self.dense(padded0, padded1)
+        del padded0, padded1
+        dense_done = time.perf_counter()
+        matches, confidence = self.sample(warp, certainty)
+        del warp, certainty
+        sampled = time.perf_counter()
+        k0, k1, confidence = matches_to_keypoints(
+            matches, confidence, padded_sizes, ((left0, top0), (left1, top1)), (image0.shape[-2:], image1.shape[-2:]),
+            bounds_filter=self.conf.bounds_filter, drop_zero_confidence=self.conf.drop_zero_confidence)
+        result = self._result((k0 - self.gim_keypoint_offset).cpu(), (k1 - self.gim_keypoint_offset).cpu(),
+                              confidence.float().cpu(), image0, image1)
+        return result.with_timing(dense=dense_done - start, sample=sampled - dense_done)
