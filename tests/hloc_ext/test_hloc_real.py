@@ -38,7 +38,7 @@ if not _bootstrap.installed():
     pytest.skip("gim_plugins.pth is not active in this interpreter (pip install -e . or GIM_PLUGINS_NO_HOOKS is set)",
                 allow_module_level=True)
 
-GIM_DENSE = ("gim_dkm", "gim_loftr")
+GIM_DENSE = ("gim_dkm", "gim_loftr", "gim_roma")
 GIM_SPARSE = ("gim_lightglue", "aliked_lightglue")
 GIM_EXTRACTORS = ("gim_superpoint", "aliked_n16")
 
@@ -449,6 +449,26 @@ def test_feature_gim_dkm_match_dense_writes_valid_h5(tmp_path: Path, dkm_checkpo
         assert k0.dtype == np.float32 and k0.shape == k1.shape == (len(scores), 2) and len(scores) > 100
         for k in (k0, k1):  # centre convention: inside [-0.5, size - 0.5]
             assert np.all((k >= -0.5) & (k <= np.array([320, 240]) - 0.5))
+    idx, _ = get_matches(matches, "left.png", "right.png")
+    assert len(idx) > 0 and idx[:, 0].max() < len(get_keypoints(features, "left.png"))
+
+
+def test_feature_gim_roma_match_dense_writes_valid_h5(tmp_path: Path) -> None:
+    """hloc.match_dense with the registered gim_roma conf (GIM's settings) at a small internal resolution, random
+    weights (``pretrained=False``: a random DINOv2 file would be 1.2 GB)."""
+    import copy
+
+    pairs = small_pair(tmp_path / "images")
+    conf = copy.deepcopy(match_dense.confs["gim_roma"])
+    conf["model"].update(pretrained=False, h=112, w=112, upsample=False, num_samples=1000, seed=0)
+    torch.manual_seed(0)
+    features, matches = match_dense.main(conf, pairs, tmp_path / "images", export_dir=tmp_path)
+    with h5py.File(matches, "r") as fd:
+        group = fd["left.png"]["right.png"]
+        k0, k1, scores = group["keypoints0"][()], group["keypoints1"][()], group["scores"][()]
+        assert k0.dtype == np.float32 and k0.shape == k1.shape == (len(scores), 2) and len(scores) > 100
+        for k in (k0, k1):  # centre convention, GIM's in-image filter: inside (-0.5, size - 1.5]
+            assert np.all((k > -0.5) & (k <= np.array([320, 240]) - 1.5))
     idx, _ = get_matches(matches, "left.png", "right.png")
     assert len(idx) > 0 and idx[:, 0].max() < len(get_keypoints(features, "left.png"))
 
