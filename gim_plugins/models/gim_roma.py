@@ -185,6 +185,9 @@ class GIMRoMa(BaseMatcher):
         warp, certainty = self.dense(padded0, padded1)
         del padded0, padded1
         dense_done = time.perf_counter()
+        if not bool(torch.isfinite(certainty).all()):
+            raise RuntimeError("gim_roma produced non-finite certainties (NaN/inf): the weights do not come from a "
+                               "trained RoMa or overflow float32; check both weight files")
         matches, confidence = self.sample(warp, certainty)
         del warp, certainty
         sampled = time.perf_counter()

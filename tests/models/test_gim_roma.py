@@ -311,3 +311,13 @@ def test_exception_image_too_large(tiny: GIMRoMa, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(tiny, "conf", merge_conf(to_plain(tiny.conf), {"max_image_pixels": 10_000}, owner="test"))
     with pytest.raises(ValueError, match="exceeds gim_roma's max_image_pixels"):
         tiny.match(np.zeros((120, 100, 3), np.uint8), np.zeros((64, 64, 3), np.uint8))
+
+
+def test_exception_non_finite_certainty_is_explained(tiny: GIMRoMa, pair: tuple[np.ndarray, np.ndarray],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broken weights (e.g. constant tensors overflow in DINOv2) give NaN certainties: a clear error, not
+    ``torch.multinomial``'s "probability tensor contains either inf, nan or element < 0"."""
+    warp = torch.zeros(56, 112, 4)
+    monkeypatch.setattr(tiny, "dense", lambda *_: (warp, torch.full((56, 112), float("nan"))))
+    with pytest.raises(RuntimeError, match="non-finite certainties"):
+        tiny.match(*pair)
