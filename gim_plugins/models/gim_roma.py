@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from gim_plugins.conf import Conf
-from gim_plugins.models._arch.dinov2 import PATCH_SIZE
+from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models._arch.roma import RoMa, describe_keys
@@ -84,6 +84,7 @@ class GIMRoMa(BaseMatcher):
         "sample_thresh": 0.05,  # certainty above which all matches weigh the same in the first draw
         "black_threshold": BLACK_THRESHOLD,  # None: no near-black masking
         "dinov2_weights": None,  # path of dinov2_vitl14_pretrain.pth (None: weights= or the weights cache)
+        "fused_attention": False,  # True: scaled_dot_product_attention (GPU memory/speed; rounding differs)
         "seed": None,  # int: every match() draws its samples from a generator seeded with it (reproducible)
         "kde_chunk": 2048,  # rows of the sampling KDE computed at once
         "max_image_pixels": 64_000_000,  # larger inputs are refused
@@ -106,6 +107,9 @@ class GIMRoMa(BaseMatcher):
         if conf.max_image_pixels is not None and conf.max_image_pixels <= 0:
             raise ValueError(f"gim_roma: max_image_pixels must be positive or None, got {conf.max_image_pixels!r}")
         self.net = RoMa()
+        for module in (*self.net.modules(), *self.net.encoder.dinov2.modules()):
+            if isinstance(module, Attention):
+                module.fused = bool(conf.fused_attention)
 
     def _weight_sources(self, weights: WeightsArg) -> dict[str, Any]:
         sources = super()._weight_sources(weights)

@@ -321,3 +321,16 @@ def test_exception_non_finite_certainty_is_explained(tiny: GIMRoMa, pair: tuple[
     monkeypatch.setattr(tiny, "dense", lambda *_: (warp, torch.full((56, 112), float("nan"))))
     with pytest.raises(RuntimeError, match="non-finite certainties"):
         tiny.match(*pair)
+
+
+def test_feature_fused_attention_agrees(tiny: GIMRoMa) -> None:
+    """``fused_attention=True`` (scaled_dot_product_attention) computes the same function up to rounding."""
+    from gim_plugins.models._arch.dinov2 import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, 8, qkv_bias=True)
+    tokens = torch.randn(2, 30, 64)
+    exact = attention(tokens)
+    attention.fused = True
+    torch.testing.assert_close(attention(tokens), exact, atol=1e-5, rtol=1e-5)
+    assert not any(m.fused for m in tiny.net.encoder.dinov2.modules() if isinstance(m, Attention))

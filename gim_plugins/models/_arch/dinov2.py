@@ -8,8 +8,8 @@ GELU MLP, LayerNorm eps 1e-6.
 
 Differences from the original code, none of which changes what is computed:
 
-* no xformers: attention is ``torch.nn.functional.scaled_dot_product_attention`` (the original falls back to the
-  same softmax attention without xformers);
+* no xformers: attention is the original's non-xformers softmax attention (``Attention.fused = True`` switches to
+  ``torch.nn.functional.scaled_dot_product_attention``);
 * no training paths (stochastic depth, masks, chunked blocks), no ``mask_token`` use (the parameter is kept only so
   the released file loads strictly).
 
@@ -49,18 +49,29 @@ class Mlp(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head softmax self-attention over ``(B, N, C)`` tokens."""
+    """Multi-head softmax self-attention over ``(B, N, C)`` tokens.
+
+    By default computed as the original does without xformers (``softmax((q·scale) kᵀ) v``, the ``(N, N)`` weights
+    materialised): RoMa's coarse decoder takes an arg-max over 4096 anchor logits, so rounding differences of
+    ~1e-5 (e.g. from a fused kernel) can flip near-tied cells. ``fused = True`` uses
+    ``scaled_dot_product_attention`` instead (less memory and faster on GPUs; same function up to rounding).
+    """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.fused = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.fused:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 

@@ -200,9 +200,16 @@ class GP(nn.Module):
         self.pos_conv = nn.Conv2d(2, gp_dim, 1)
         self.dim = gp_dim
 
-    def basis(self, h: int, w: int, device: torch.device) -> torch.Tensor:
-        """``(1, gp_dim, h, w)`` Fourier embedding of the pixel-centre grid."""
-        return torch.cos(8 * math.pi * self.pos_conv(normalized_grid(h, w, device)[None]))
+    def basis(self, h: int, w: int, device: torch.device, batch: int = 1) -> torch.Tensor:
+        """``(batch, gp_dim, h, w)`` Fourier embedding of the pixel-centre grid.
+
+        The grid is laid out as the original builds it (``(b, h, w, 2)`` expanded over the batch, viewed as
+        ``(b, 2, h, w)``): that channels-last view selects a different convolution kernel than a contiguous grid,
+        and the GP's ill-conditioned kernel inverse turns the ~1e-6 difference into ~1e-3 (RoMa's anchor arg-max then
+        flips near-tied cells).
+        """
+        coords = normalized_grid(h, w, device).permute(1, 2, 0).contiguous()[None].expand(batch, h, w, 2)
+        return torch.cos(8 * math.pi * self.pos_conv(coords.permute(0, 3, 1, 2)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, *, faithful: bool = True) -> torch.Tensor:
         """Embed ``x`` (B, C, h1, w1) conditioned on ``y`` (B, C, h2, w2); returns ``(B, gp_dim, h1, w1)``.
@@ -215,7 +222,7 @@ class GP(nn.Module):
             b, _, h1, w1 = x.shape
             _, _, h2, w2 = y.shape
             n = h2 * w2
-            f = self.basis(h2, w2, y.device).flatten(2).transpose(1, 2)  # (1, N, D)
+            f = self.basis(h2, w2, y.device, b).flatten(2).transpose(1, 2)  # (B, N, D)
             x, y = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)
             noise = SIGMA_NOISE * torch.eye(n, device=y.device)[None]
             items = 1 if faithful and n > GP_LOOP_THRESHOLD else b

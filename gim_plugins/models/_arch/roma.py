@@ -14,7 +14,9 @@ Shared with :mod:`~gim_plugins.models._arch.dkm` (same code, same numbers): the 
 branch: every batch item uses its own inverse, i.e. ``faithful=False`` there), the cosine kernel, the conv refiners and
 their local correlation, the coordinate grid and the black-pixel mask. As for DKM, the batched ``linalg.inv`` (which
 crashes on some oneMKL CPUs) is a per-matrix loop, refiners run one batch item at a time, and the upsampling pass
-skips what it never reads (DINOv2, the last VGG pooling). See ``UPSTREAM.md``.
+skips what it never reads (DINOv2, the last VGG pooling). The GP's kernel matrix at 48² cells is ill-conditioned
+(cond ≈ N / σ² on padded, uniform regions), so it turns float32 rounding of its inputs into ~1e3× larger differences;
+the coarse path therefore keeps the original's operations *and* tensor layouts. See ``UPSTREAM.md``.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ class RoMaEncoder(nn.Module):
         feats = self.cnn(x)
         if coarse:
             with torch.no_grad():
-                feats[16] = torch.cat([self.dinov2.patch_features(x[k : k + 1]) for k in range(x.shape[0])])
+                # the whole batch at once, as the original: the result's memory layout (a channels-last-like view)
+                # selects the projection's convolution kernel, and the GP amplifies even 1e-6 differences
+                feats[16] = self.dinov2.patch_features(x)
         return feats
 
 
