@@ -9,7 +9,6 @@ seconds.
 
     .venv/bin/python benchmarks/colmap_scene.py                     # aliked_lightglue, 14 views, exhaustive
     .venv/bin/python benchmarks/colmap_scene.py --views 6 --pairs sequential:3 --matcher root_sift
-    flock /work/locks/heavy.lock .venv/bin/python benchmarks/colmap_scene.py   # on the shared project machines
 
 Needs pycolmap (``pip install 'gim-plugins[colmap]'``); ``--engine colmap`` also needs the colmap program.
 """

@@ -13,7 +13,7 @@ Configurations: ``defaults`` (GIM's demo: pad to 4:3, 672×896 + 1152×1536 refi
 
 Usage (the original at GIM defaults needs ≈14 GB: run nothing else heavy beside it)::
 
-    flock /work/locks/heavy.lock <refvenv>/bin/python benchmarks/dkm.py            # CPU, both configurations
+    <refvenv>/bin/python benchmarks/dkm.py                                         # CPU, both configurations
     <refvenv>/bin/python benchmarks/dkm.py --quick                                 # 240×320 only
     <refvenv>/bin/python benchmarks/dkm.py --device cuda                           # on a GPU
 

@@ -3,7 +3,7 @@
 Skipped unless the original code is importable (``imcui`` + ``torchvision``; set-up in ``original_dkm.py``). Run::
 
     <refvenv>/bin/python -m pytest tests/parity/test_gim_dkm_parity.py -s            # 240×320, no upsampling
-    flock /work/locks/heavy.lock <refvenv>/bin/python -m pytest tests/parity/test_gim_dkm_parity.py -s --runslow
+    <refvenv>/bin/python -m pytest tests/parity/test_gim_dkm_parity.py -s --runslow  # needs ≈14 GB free
 
 The GIM-default case (672×896 + 1152×1536, ≈14 GB for the original) is ``slow``.
 """
