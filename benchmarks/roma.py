@@ -13,7 +13,7 @@ Configurations: ``defaults`` (GIM's demo: pad to 1:1, 672² + 1344² refinement 
 
 Usage (the original at GIM defaults needs well over 10 GB: run nothing else heavy beside it)::
 
-    flock /work/locks/heavy.lock <refvenv>/bin/python benchmarks/roma.py               # CPU, both configurations
+    <refvenv>/bin/python benchmarks/roma.py                                            # CPU, both configurations
     <refvenv>/bin/python benchmarks/roma.py --device cuda                              # on a GPU
     .venv/bin/python benchmarks/roma.py --impls ours --device cuda                    # ours only, no refvenv
 

@@ -1,10 +1,10 @@
 """Numeric parity of gim_roma with GIM's original RoMa (same random weights, same seeded inputs).
 
 Skipped unless the original code is importable (``imcui`` + ``torchvision`` + ``einops``; set-up in
-``original_dkm.py``). Both networks hold ≈2 GB of weights, so run it under the shared lock::
+``original_dkm.py``). Each network holds ≈2 GB of weights::
 
-    flock /work/locks/heavy.lock <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s
-    flock /work/locks/heavy.lock <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s --runslow
+    <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s             # 224², no upsampling
+    <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s --runslow   # needs ≈15 GB free
 
 The default case is a 224×224 coarse pass without upsampling; GIM's defaults (672² + 1344², ≈15 GB for the
 original) are ``slow``.
