@@ -307,6 +307,17 @@ class ZebImage:
         """``(H', W')`` of the array given to the matcher."""
         return int(self.image.shape[0]), int(self.image.shape[1])
 
+    @property
+    def padded(self) -> bool:
+        """Whether the canvas has ETH3D/KITTI's bottom-right zero padding (some of it lies outside the image)."""
+        return self.canvas_size != self.resized_size
+
+    def validity_mask(self) -> np.ndarray:
+        """``(H', W')`` bool, True on the resized image and False on the padding (GIM's ``read_images`` mask)."""
+        mask = np.zeros(self.canvas_size, dtype=bool)
+        mask[: self.resized_size[0], : self.resized_size[1]] = True
+        return mask
+
 
 def _read_color(path: Path) -> np.ndarray:
     import cv2

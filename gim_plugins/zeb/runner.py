@@ -21,6 +21,11 @@ Keypoints, from the package convention back to GIM's (documented choice, ``gim-s
     ``"scale"``; ``RunConfig.rescale`` overrides it. Both steps are computed in
     float32 as in GIM, so the reproduction is exact up to float32 rounding of the coordinate arithmetic.
 
+Padding masks: on the zero-padded ETH3D/KITTI canvases GIM's LoFTR gets the validity masks of both images (padding
+excluded at 1/8 resolution). A matcher class that declares ``zeb_padding_mask = True`` (gim_loftr) gets them too, as
+``match(image0, image1, mask0=, mask1=)`` with ``(H', W')`` bool arrays; other matchers see the padded canvas alone,
+as in GIM (DKM/RoMa's black-pixel rule drops the padding, SIFT finds nothing there).
+
 Presets: a matcher module may define ``PRESETS = {"<name>-<variant>": {conf}}``. ``preset=None`` picks
 ``"<name>-zeb"`` when the matcher has one (GIM's ZEB settings, e.g. gim_dkm at 660×880 without padding); ``"none"``
 disables that; user ``conf`` entries override the preset's.
@@ -367,6 +372,7 @@ class _Method:
     preset: str | None
     offset: float
     rule: str
+    padding_mask: bool
     fingerprint: dict[str, Any]
 
 
@@ -384,6 +390,7 @@ def _build_method(config: RunConfig, device: str) -> _Method:
     if rule not in RESCALE_RULES:
         raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rule!r}")
     offset = float(cls.gim_keypoint_offset)
+    padding_mask = bool(getattr(cls, "zeb_padding_mask", False))
     fingerprint = {
         "protocol": "gim",
         "matcher": name,
@@ -393,16 +400,20 @@ def _build_method(config: RunConfig, device: str) -> _Method:
         "weights": matcher.weights_id,
         "keypoint_offset": offset,
         "rescale": rule,
+        "padding_mask": padding_mask,
         "device": device.split(":")[0],
         "versions": software_versions(cls),
     }
-    return _Method(matcher, name, _token(version), preset, offset, rule, fingerprint)
+    return _Method(matcher, name, _token(version), preset, offset, rule, padding_mask, fingerprint)
 
 
 def _evaluate(method: _Method, pair: Pair, images: tuple[ZebImage, ZebImage], load_seconds: float,
               memory: PeakMemory) -> Record:
     start = time.perf_counter()
-    result = method.matcher.match(images[0].image, images[1].image)
+    masks: dict[str, np.ndarray] = {}
+    if method.padding_mask and (images[0].padded or images[1].padded):
+        masks = {"mask0": images[0].validity_mask(), "mask1": images[1].validity_mask()}
+    result = method.matcher.match(images[0].image, images[1].image, **masks)
     matched = time.perf_counter()
     kpts0 = to_gim_coordinates(result.keypoints0.numpy(), images[0], method.offset, method.rule)
     kpts1 = to_gim_coordinates(result.keypoints1.numpy(), images[1], method.offset, method.rule)

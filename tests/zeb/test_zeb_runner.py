@@ -220,3 +220,73 @@ def test_feature_gim_dkm_uses_the_canvas_rule_and_its_zeb_preset(tiny_zeb: Path,
     assert fp["preset"] == "gim_dkm-zeb" and fp["rescale"] == "canvas" and fp["keypoint_offset"] == 0.5
     assert fp["conf"]["pad_to_aspect"] is False and fp["conf"]["h"] == 96
     assert len(store.selected_records("MiniHomography")) == 1
+
+
+# ------------------------------------------------------------------------------------------ padding masks
+
+
+class _MaskRecorder(_Identity):
+    """``_Identity`` that records the masks the runner hands over; ``zeb_padding_mask`` is set per test."""
+
+    name: ClassVar[str] = "zeb_test_masks"
+    calls: ClassVar[list[tuple[tuple[int, int], Any, Any]]] = []
+
+    def match(self, image0: Any, image1: Any, *, mask0: Any = None, mask1: Any = None) -> MatchResult:
+        self.calls.append((tuple(np.asarray(image0).shape[:2]), mask0, mask1))
+        return super().match(image0, image1)
+
+
+@pytest.fixture(scope="module")
+def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KITTI folder of 96×400 renders: not resized (GIM only shrinks), zero-padded bottom-right to 384×1240."""
+    from zeb_helpers import write_tiny_subset
+
+    root = tmp_path_factory.mktemp("tiny_kitti")
+    write_tiny_subset(root, "kitti", size=(96, 400))
+    return root
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_feature_padding_masks_reach_matchers_that_declare_them(declared: bool, tiny_kitti: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_MaskRecorder, "zeb_padding_mask", declared, raising=False)
+    monkeypatch.setattr(_MaskRecorder, "calls", [])
+    register_matcher("zeb_test_masks", _MaskRecorder, overwrite=True)
+    try:
+        run(RunConfig(matcher="zeb_test_masks", subsets=["KITTI"], max_pairs=2, progress=False), tiny_kitti, tmp_path)
+    finally:
+        unregister_matcher("zeb_test_masks")
+    assert len(_MaskRecorder.calls) == 2
+    for canvas, mask0, mask1 in _MaskRecorder.calls:
+        assert canvas == (384, 1240)
+        if not declared:
+            assert mask0 is None and mask1 is None
+            continue
+        for mask in (mask0, mask1):
+            assert mask.shape == (384, 1240) and mask.dtype == bool
+            assert mask[:96, :400].all() and mask.sum() == 96 * 400  # the image's pixels, the padding excluded
+    sidecar = MethodStore(tmp_path, "zeb_test_masks", "vanilla").read_sidecar()
+    assert sidecar is not None and sidecar["fingerprint"]["padding_mask"] is declared
+
+
+def test_feature_unpadded_subsets_get_no_masks(tiny_zeb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_MaskRecorder, "zeb_padding_mask", True, raising=False)
+    monkeypatch.setattr(_MaskRecorder, "calls", [])
+    register_matcher("zeb_test_masks", _MaskRecorder, overwrite=True)
+    try:
+        run(RunConfig(matcher="zeb_test_masks", max_pairs=1, progress=False), tiny_zeb, tmp_path)
+    finally:
+        unregister_matcher("zeb_test_masks")
+    assert [(mask0, mask1) for _, mask0, mask1 in _MaskRecorder.calls] == [(None, None)]
+
+
+def test_feature_gim_loftr_declares_the_padding_mask():
+    """gim_loftr is the matcher GIM's ZEB gives masks to, and its ``match`` takes them."""
+    import inspect
+
+    from gim_plugins.registry import get_matcher_class
+
+    cls = get_matcher_class("gim_loftr")
+    assert cls.zeb_padding_mask is True
+    assert {"mask0", "mask1"} <= set(inspect.signature(cls.match).parameters)
+    assert not getattr(get_matcher_class("gim_dkm"), "zeb_padding_mask", False)
