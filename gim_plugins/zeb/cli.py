@@ -46,11 +46,16 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", type=Path, required=True, help="dump directory (GIM's dump/zeb)")
     run.add_argument("--subsets", nargs="+", default=None, help="subset names (default: all folders present)")
     run.add_argument("--shard", default=None, metavar="I/N", help="evaluate pairs I::N only (0-based), then merge")
-    run.add_argument("--max-pairs", type=int, default=None, help="only the first N pairs of each subset")
+    run.add_argument("--max-pairs", type=int, default=None,
+                     help="only the first N pairs of each subset (gluefactory: pairs drawn per subset, default 200)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK)")
     run.add_argument("--version", default=None, help="version token of the dump names (default from the weights)")
     run.add_argument("--rescale", choices=("scale", "canvas"), default=None,
                      help="keypoint mapping back to the original image (default: the matcher's GIM rule)")
+    run.add_argument("--protocol", choices=("gim", "gluefactory"), default="gim",
+                     help="gim: GIM's ZEB protocol (default); gluefactory: cvg/glue-factory's (≤200 pairs per subset, "
+                          "long side 1024 px, RANSAC 1.0 px; dumps get the version suffix +gluefactory; numbers not "
+                          "comparable with GIM's)")
     run.add_argument("--overwrite", action="store_true", help="delete stale results of this method and start afresh")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
@@ -88,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         matcher=args.matcher, weights=args.weights, preset=args.preset, conf=parse_conf(args.conf),
         version=args.version, subsets=args.subsets, max_pairs=args.max_pairs,
         shard=parse_shard(args.shard) if args.shard else None, device=args.device, rescale=args.rescale,
-        progress=not args.no_progress)
+        progress=not args.no_progress, protocol=args.protocol)
     summary = run(config, args.data, args.out, overwrite=args.overwrite)
     print("\n".join(summary.lines()))
     return 0

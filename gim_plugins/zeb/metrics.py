@@ -34,6 +34,7 @@ __all__ = [
     "AUC_THRESHOLDS",
     "EPIPOLAR_THRESHOLD",
     "FAILURE_ERROR",
+    "FOCAL_RULES",
     "MIN_MATCHES",
     "RANSAC_CONFIDENCE",
     "RANSAC_PIXEL_THRESHOLD",
@@ -95,6 +96,17 @@ def _normalise(keypoints: np.ndarray, K: np.ndarray) -> np.ndarray:
     return (keypoints - K[[0, 1], [2, 2]][None]) / K[[0, 1], [0, 1]][None]
 
 
+FOCAL_RULES = ("gim", "all")
+
+
+def _mean_focal(K0: np.ndarray, K1: np.ndarray, rule: str) -> float:
+    if rule == "gim":
+        return float(np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]]))
+    if rule == "all":
+        return float(np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]]))
+    raise ValueError(f"focal_rule must be one of {FOCAL_RULES}, got {rule!r}")
+
+
 def _as_points(keypoints: np.ndarray, name: str) -> np.ndarray:
     points = np.asarray(keypoints, dtype=np.float32)
     if points.ndim != 2 or points.shape[1] != 2:
@@ -116,6 +128,7 @@ def estimate_pose(
     K1: np.ndarray,
     threshold: float = RANSAC_PIXEL_THRESHOLD,
     confidence: float = RANSAC_CONFIDENCE,
+    focal_rule: str = "gim",
 ) -> PoseEstimate | None:
     """GIM's ``estimate_pose``: essential matrix by OpenCV RANSAC, then ``recoverPose`` selection.
 
@@ -124,8 +137,11 @@ def estimate_pose(
         kpts1: ``(N, 2)`` the matching keypoints in image 1.
         K0: ``(3, 3)`` intrinsics of image 0 (cast to float32, as GIM parses them).
         K1: ``(3, 3)`` intrinsics of image 1.
-        threshold: RANSAC threshold in pixels, divided by the mean focal length ``mean(fx0, fy1, fx0, fy1)``.
+        threshold: RANSAC threshold in pixels, divided by the mean focal length (see ``focal_rule``).
         confidence: RANSAC ``prob``.
+        focal_rule: ``"gim"``: ``mean(fx0, fy1, fx0, fy1)`` (GIM's indexing); ``"all"``: ``mean(fx0, fy0, fx1,
+            fy1)`` (glue-factory's ``OpenCVRelativePoseEstimator``). The selection among the ``E`` blocks is the same
+            in both.
 
     Returns:
         The pose, or ``None`` for a failure (fewer than 5 matches, no ``E``, no block with inliers, or an OpenCV
@@ -140,7 +156,7 @@ def estimate_pose(
     if len(points0) < MIN_MATCHES:
         return None
     norm0, norm1 = _normalise(points0, K0), _normalise(points1, K1)
-    ransac_thr = threshold / np.mean([K0[0, 0], K1[1, 1], K0[0, 0], K1[1, 1]])
+    ransac_thr = threshold / _mean_focal(K0, K1, focal_rule)
     try:
         E, mask = cv2.findEssentialMat(norm0, norm1, np.eye(3), threshold=float(ransac_thr), prob=confidence,
                                        method=cv2.RANSAC)
@@ -252,8 +268,8 @@ def _share(correct: np.ndarray) -> tuple[float, int]:
     return count / max(len(correct), 1), count
 
 
-def evaluate_pair(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.ndarray,
-                  T_0to1: np.ndarray) -> PairMetrics:
+def evaluate_pair(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.ndarray, T_0to1: np.ndarray, *,
+                  threshold: float = RANSAC_PIXEL_THRESHOLD, focal_rule: str = "gim") -> PairMetrics:
     """Everything GIM writes for one pair: pose errors and epipolar precision before and after RANSAC.
 
     Args:
@@ -262,11 +278,13 @@ def evaluate_pair(kpts0: np.ndarray, kpts1: np.ndarray, K0: np.ndarray, K1: np.n
         K0: ``(3, 3)`` intrinsics of image 0.
         K1: ``(3, 3)`` intrinsics of image 1.
         T_0to1: ``(4, 4)`` ground-truth transform camera 0 → camera 1.
+        threshold: RANSAC threshold in pixels (GIM: 0.5; glue-factory: 1.0 in the resized image).
+        focal_rule: which focal lengths normalise the threshold (:func:`estimate_pose`).
     """
     points0, points1 = _as_points(kpts0, "kpts0"), _as_points(kpts1, "kpts1")
     epi = symmetric_epipolar_distance(points0, points1, essential_from_pose(T_0to1), K0, K1)
     bef_prec, bef_num = _share(epi < EPIPOLAR_THRESHOLD)
-    pose = estimate_pose(points0, points1, K0, K1)
+    pose = estimate_pose(points0, points1, K0, K1, threshold, focal_rule=focal_rule)
     if pose is None:
         inf = float("inf")
         return PairMetrics(inf, inf, inf, bef_prec, bef_num, 0.0, 0, len(points0), 0)
@@ -286,12 +304,17 @@ def pose_errors(R_errs: Sequence[float] | np.ndarray, t_errs: Sequence[float] | 
     return np.max(np.stack([R, t]), axis=0) if R.size else R
 
 
-def pose_auc(errors: Iterable[float], thresholds: Iterable[float] = AUC_THRESHOLDS) -> list[float]:
+def pose_auc(errors: Iterable[float], thresholds: Iterable[float] = AUC_THRESHOLDS,
+             decimals: int | None = None) -> list[float]:
     """SuperGlue-style AUC of the recall-vs-error curve, as GIM's ``analysis.py: error_auc`` (fractions, not %).
 
     ``errors = [0] + sorted(errors)`` against ``recall = linspace(0, 1, n + 1)``; for each threshold ``τ`` the
     points with error below ``τ`` plus the closing point ``(τ, last recall)`` are integrated with the trapezoid rule
     and divided by ``τ``. Non-finite errors count as :data:`FAILURE_ERROR`.
+
+    glue-factory's ``cal_error_auc`` (``AUCMetric``) is the same curve and the same trapezoid (``recall = [0, 1/n, …,
+    1]``, the same closing point; it keeps ``inf`` where this uses 180°, which lies above every threshold either way)
+    and rounds each AUC to 4 decimals: ``decimals=4``.
 
     Raises:
         ValueError: no errors, or a threshold that is not positive.
@@ -310,5 +333,6 @@ def pose_auc(errors: Iterable[float], thresholds: Iterable[float] = AUC_THRESHOL
         last = int(np.searchsorted(curve, threshold))
         y = np.concatenate([recall[:last], [recall[last - 1]]])
         x = np.concatenate([curve[:last], [threshold]])
-        aucs.append(float(np.trapezoid(y, x) / threshold))
+        auc = float(np.trapezoid(y, x) / threshold)
+        aucs.append(auc if decimals is None else float(np.round(auc, decimals)))  # numpy rounding, as upstream
     return aucs

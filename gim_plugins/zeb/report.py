@@ -7,6 +7,11 @@ pose error is ``max(R_err, t_err)`` with failures at 180°, and the AUC is ``ana
 ``zeb.xlsx`` computes over the 12). Subsets appear in the README's column order. When the method was run by
 :mod:`.runner`, its cost — pairs per second, match time and peak memory — comes from the run store next to the
 dumps.
+
+Methods run with glue-factory's protocol (version suffix ``+gluefactory``, :func:`~gim_plugins.zeb.dumps.
+version_protocol`) are kept out of the GIM tables: they get their own tables, with glue-factory's AUC (rounded to 4
+decimals) per subset, the unweighted mean, and glue-factory's own summary number, the AUC pooled over all pairs of
+all subsets present ("All pairs"). ``check`` compares identifiers within each protocol only.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from gim_plugins.atomic import atomic_path
 from gim_plugins.zeb.dataset import SUBSETS, get_subset
-from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows
+from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows, version_protocol
 from gim_plugins.zeb.metrics import AUC_THRESHOLDS, pose_auc, pose_errors
 from gim_plugins.zeb.store import MethodStore
 
@@ -73,6 +78,10 @@ class MethodCost:
     device: str | None
 
 
+AUC_DECIMALS = {"gim": None, "gluefactory": 4}
+"""How each protocol rounds an AUC (glue-factory's ``cal_error_auc`` rounds to 4 decimals)."""
+
+
 @dataclass
 class MethodResult:
     """All subsets of one method."""
@@ -86,8 +95,18 @@ class MethodResult:
     def name(self) -> str:
         return f"{self.weight} {self.version}"
 
+    @property
+    def protocol(self) -> str:
+        """``"gim"`` or ``"gluefactory"`` (from the version token)."""
+        return version_protocol(self.version)
+
     def mean(self, threshold: float) -> float:
         return float(np.mean([r.auc[threshold] for r in self.subsets.values()]))
+
+    def pooled(self, threshold: float) -> float:
+        """The AUC over all pairs of all subsets together (glue-factory's summary; the protocol's rounding)."""
+        errors = np.concatenate([r.errors for r in self.subsets.values()])
+        return pose_auc(errors, [threshold], AUC_DECIMALS[self.protocol])[0]
 
 
 def _scene_order(scene: str) -> tuple[int, str]:
@@ -97,14 +116,14 @@ def _scene_order(scene: str) -> tuple[int, str]:
     return len(SUBSETS), scene
 
 
-def _subset_result(path: Path, scene: str, thresholds: Sequence[float]) -> SubsetResult:
+def _subset_result(path: Path, scene: str, thresholds: Sequence[float], decimals: int | None = None) -> SubsetResult:
     rows = unique_rows(read_dump(path))
     if not rows:
         raise ValueError(f"{path}: the dump has no rows")
     R = np.array([row.R_err for row in rows])
     t = np.array([row.t_err for row in rows])
     errors = pose_errors(R, t)
-    aucs = pose_auc(errors, thresholds)
+    aucs = pose_auc(errors, thresholds, decimals)
     failures = int(np.count_nonzero(~(np.isfinite(R) & np.isfinite(t))))
     return SubsetResult(scene, len(rows), failures, dict(zip(thresholds, aucs)), errors)
 
@@ -159,7 +178,8 @@ def collect(dump_dir: str | os.PathLike[str], methods: Sequence[str] | None = No
     results = []
     for (weight, version), files in sorted(grouped.items()):
         scenes = sorted(files, key=_scene_order)
-        subsets = {scene: _subset_result(files[scene], scene, thresholds) for scene in scenes}
+        decimals = AUC_DECIMALS[version_protocol(version)]
+        subsets = {scene: _subset_result(files[scene], scene, thresholds, decimals) for scene in scenes}
         results.append(MethodResult(weight, version, subsets, _cost(dump_dir, weight, version, scenes)))
     return results
 
@@ -182,18 +202,33 @@ def _cost_cells(cost: MethodCost | None) -> list[str]:
     return [f"{cost.pairs_per_second:.2f}", f"{cost.match_ms:.0f}", f"{cost.peak_rss_mb:.0f}", cuda]
 
 
-def _markdown(results: Sequence[MethodResult], thresholds: Sequence[float]) -> str:
+def _auc_tables(results: Sequence[MethodResult], thresholds: Sequence[float], pooled: bool) -> list[str]:
     scenes = _scenes(results)
     out = []
     for threshold in thresholds:
         out.append(f"AUC@{threshold:g}° (%)\n")
-        out.append("| Method | Mean | " + " | ".join(_abbr(s) for s in scenes) + " |")
-        out.append("|---" * (len(scenes) + 2) + "|")
+        first = "| Method | All pairs | Mean | " if pooled else "| Method | Mean | "
+        out.append(first + " | ".join(_abbr(s) for s in scenes) + " |")
+        out.append("|---" * (len(scenes) + 2 + pooled) + "|")
         for r in results:
             cells = [f"{100 * r.subsets[s].auc[threshold]:.1f}" if s in r.subsets else "—" for s in scenes]
             partial = "" if set(r.subsets) == set(scenes) else f" ({len(r.subsets)} subsets)"
-            out.append(f"| {r.name} | {100 * r.mean(threshold):.1f}{partial} | " + " | ".join(cells) + " |")
+            head = f"| {r.name} | " + (f"{100 * r.pooled(threshold):.1f} | " if pooled else "")
+            out.append(head + f"{100 * r.mean(threshold):.1f}{partial} | " + " | ".join(cells) + " |")
         out.append("")
+    return out
+
+
+def _markdown(results: Sequence[MethodResult], thresholds: Sequence[float]) -> str:
+    scenes = _scenes(results)
+    gim = [r for r in results if r.protocol == "gim"]
+    gluefactory = [r for r in results if r.protocol == "gluefactory"]
+    out = _auc_tables(gim, thresholds, pooled=False) if gim else []
+    if gluefactory:
+        out.append("glue-factory's protocol (`--protocol gluefactory`: ≤ 200 pairs per subset, long side 1024 px, "
+                   "RANSAC 1.0 px; not comparable with GIM's numbers). All pairs = glue-factory's summary, the AUC "
+                   "pooled over all pairs of the subsets present.\n")
+        out += _auc_tables(gluefactory, thresholds, pooled=True)
     out.append("Pairs, pose failures and cost (cost from the run store; — for dumps not produced here)\n")
     out.append("| Method | pairs | failures | pairs/s | match ms/pair | peak RSS MB | peak CUDA MB |")
     out.append("|---|---|---|---|---|---|---|")
@@ -212,7 +247,9 @@ def _as_dict(results: Sequence[MethodResult], thresholds: Sequence[float]) -> di
         data[r.name] = {
             "weight": r.weight,
             "version": r.version,
+            "protocol": r.protocol,
             "mean": {f"auc@{t:g}": r.mean(t) for t in thresholds},
+            **({"pooled": {f"auc@{t:g}": r.pooled(t) for t in thresholds}} if r.protocol == "gluefactory" else {}),
             "subsets": {s.scene: {"pairs": s.pairs, "failures": s.failures,
                                   **{f"auc@{t:g}": s.auc[t] for t in thresholds}} for s in r.subsets.values()},
             "cost": None if r.cost is None else {
@@ -234,9 +271,11 @@ def _csv(results: Sequence[MethodResult], thresholds: Sequence[float]) -> str:
             "" if cost.peak_cuda_mb is None else f"{cost.peak_cuda_mb:.1f}"]
         for s in r.subsets.values():
             writer.writerow([r.name, s.scene, s.pairs, s.failures, *(f"{s.auc[t]:.6f}" for t in thresholds), *extra])
-        writer.writerow([r.name, "mean", sum(s.pairs for s in r.subsets.values()),
-                         sum(s.failures for s in r.subsets.values()),
-                         *(f"{r.mean(t):.6f}" for t in thresholds), *extra])
+        pairs, failures = sum(s.pairs for s in r.subsets.values()), sum(s.failures for s in r.subsets.values())
+        writer.writerow([r.name, "mean", pairs, failures, *(f"{r.mean(t):.6f}" for t in thresholds), *extra])
+        if r.protocol == "gluefactory":
+            writer.writerow([r.name, "all_pairs", pairs, failures, *(f"{r.pooled(t):.6f}" for t in thresholds),
+                             *extra])
     return buffer.getvalue()
 
 
@@ -361,14 +400,14 @@ def _diff(reference: list[str], other: list[str], name: str, ref_name: str) -> l
 def check(dump_dir: str | os.PathLike[str]) -> list[CheckResult]:
     """Compare the identifier columns of all dumps of each subset (what GIM's ``check.py`` meant to do, for all
     subsets by their dump names). Also flags duplicate identifiers within a file."""
-    groups: dict[str, list[tuple[Path, DumpName]]] = {}
-    for path, name in find_dumps(dump_dir).items():
-        groups.setdefault(name.scene, []).append((path, name))
+    groups: dict[tuple[str, str], list[tuple[Path, DumpName]]] = {}
+    for path, name in find_dumps(dump_dir).items():  # glue-factory's pair selection differs: compare within protocols
+        groups.setdefault((version_protocol(name.version), name.scene), []).append((path, name))
     if not groups:
         raise FileNotFoundError(f"no ZEB dump files in {dump_dir}")
     results = []
-    for scene in sorted(groups, key=_scene_order):
-        files = groups[scene]
+    for protocol, scene in sorted(groups, key=lambda key: (key[0] != "gim", key[0], _scene_order(key[1]))):
+        files = groups[protocol, scene]
         identifiers = {path.name: [row.identifier for row in read_dump(path)] for path, _ in files}
         problems = []
         for file, ids in identifiers.items():
@@ -380,5 +419,6 @@ def check(dump_dir: str | os.PathLike[str]) -> list[CheckResult]:
         status = "single" if len(files) == 1 else ("different" if problems else "same")
         if len(files) == 1 and problems:
             status = "different"
-        results.append(CheckResult(scene, names, status, problems))
+        label = scene if protocol == "gim" else f"{scene} ({protocol})"
+        results.append(CheckResult(label, names, status, problems))
     return results

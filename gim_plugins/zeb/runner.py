@@ -30,6 +30,22 @@ Presets: a matcher module may define ``PRESETS = {"<name>-<variant>": {conf}}``.
 ``"<name>-zeb"`` when the matcher has one (GIM's ZEB settings, e.g. gim_dkm at 660×880 without padding); ``"none"``
 disables that; user ``conf`` entries override the preset's.
 
+Protocols: ``protocol="gim"`` (the default) is everything above. ``protocol="gluefactory"`` is cvg/glue-factory's
+ZEB evaluation (``gluefactory/eval/zeb.py``), which gives other numbers on the same data:
+
+* at most 200 pairs per subset folder, drawn by :func:`~gim_plugins.zeb.dataset.select_pairs_gluefactory` with
+  glue-factory's seed (``max_pairs`` sets that cap instead of taking the first pairs);
+* every image resized to a long side of 1024 px (kornia, bilinear, antialiased; upsampled too; no ÷8, no padding),
+  for every subset alike; keypoints stay in the resized image, in glue-factory's corner convention (ours ``+ 0.5``,
+  whatever the matcher), and ``K`` is scaled instead (``Camera.scale``);
+* OpenCV RANSAC for ``E`` with a 1.0 px threshold over ``mean(fx0, fy0, fx1, fy1)`` of the scaled cameras,
+  confidence 0.99999, the same ``recoverPose`` selection and the same error definitions;
+* AUC rounded to 4 decimals and, in glue-factory's summary, pooled over all pairs of the run rather than averaged
+  over subsets (``report`` shows both, in their own table).
+
+Its dumps and store carry the version suffix ``+gluefactory`` (``vanilla+gluefactory``), so they never mix with a
+GIM-protocol run of the same matcher; ``rescale`` and padding masks do not apply.
+
 Parallelism: with ``torchrun`` (``WORLD_SIZE > 1``) rank ``r`` of ``n`` takes pairs ``r::n`` of each subset
 (coordination over ``torch.distributed`` with the gloo backend, which also works next to CUDA; on GPUs rank ``r``
 uses ``cuda:LOCAL_RANK``) and rank 0 writes the dumps. Independent jobs use ``shard=(i, n)`` the same way; the
@@ -52,18 +68,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gim_plugins.zeb.dataset import (
+    GLUEFACTORY_MAX_PER_SCENE,
+    GLUEFACTORY_RESIZE,
     Pair,
     Subset,
     ZebImage,
     find_subsets,
+    gluefactory_camera,
+    gluefactory_seed,
     image_index,
     load_image,
+    load_image_gluefactory,
     load_pairs,
     resolve_image,
     select_pairs,
+    select_pairs_gluefactory,
     subset_dir,
 )
-from gim_plugins.zeb.metrics import evaluate_pair
+from gim_plugins.zeb.dumps import GLUEFACTORY_SUFFIX
+from gim_plugins.zeb.metrics import RANSAC_PIXEL_THRESHOLD, evaluate_pair
 from gim_plugins.zeb.store import MethodStore, Record
 
 if TYPE_CHECKING:
@@ -86,6 +109,11 @@ log = logging.getLogger(__name__)
 """Matchers whose GIM ZEB path maps normalised coordinates over the input canvas to the original size."""
 
 RESCALE_RULES = ("scale", "canvas")
+PROTOCOLS = ("gim", "gluefactory")
+GLUEFACTORY_RANSAC_THRESHOLD = 1.0
+"""Pixels of the resized image: ``eval.ransac_th`` of glue-factory's ZEB pipeline."""
+GLUEFACTORY_KEYPOINT_OFFSET = 0.5
+"""glue-factory's extractors report corner-convention pixels (the centre of the top-left pixel at (0.5, 0.5))."""
 PREFETCH = 4  # pairs whose images are read ahead in a background thread
 
 
@@ -101,11 +129,14 @@ class RunConfig:
         conf: matcher options on top of the preset (strictly checked by the matcher).
         version: the dump files' version token (default: from the weights, ``"vanilla"`` without weights).
         subsets: subset names (default: every known subset folder present in the data directory).
-        max_pairs: evaluate only the first N pairs of each subset (GIM's order).
+        max_pairs: GIM: evaluate only the first N pairs of each subset (GIM's order); glue-factory: its
+            ``max_per_scene`` (default 200).
         shard: ``(i, n)``: this job evaluates pairs ``i::n`` (0-based); ``None`` for all (or torchrun's split).
         device: ``cpu``, ``cuda``, ``cuda:1``… (under torchrun, ``cuda`` means ``cuda:LOCAL_RANK``).
         rescale: ``"scale"`` or ``"canvas"`` (see the module docstring); ``None`` picks the matcher's rule.
         progress: show progress bars (pairs/s) on stderr.
+        protocol: ``"gim"`` (GIM's ZEB protocol) or ``"gluefactory"`` (cvg/glue-factory's; see the module
+            docstring).
     """
 
     matcher: str | None = None
@@ -119,6 +150,7 @@ class RunConfig:
     device: str = "cpu"
     rescale: str | None = None
     progress: bool = True
+    protocol: str = "gim"
 
 
 @dataclass
@@ -374,6 +406,7 @@ class _Method:
     rule: str
     padding_mask: bool
     fingerprint: dict[str, Any]
+    protocol: str = "gim"
 
 
 def _build_method(config: RunConfig, device: str) -> _Method:
@@ -381,6 +414,13 @@ def _build_method(config: RunConfig, device: str) -> _Method:
     from gim_plugins.matching import load_matcher
     from gim_plugins.registry import get_matcher_class
 
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {config.protocol!r}")
+    gluefactory = config.protocol == "gluefactory"
+    if gluefactory and config.rescale is not None:
+        raise ValueError("--rescale applies to GIM's protocol only (glue-factory keeps keypoints in the resized image)")
+    if not gluefactory and config.version and config.version.endswith(GLUEFACTORY_SUFFIX):
+        raise ValueError(f"the version suffix {GLUEFACTORY_SUFFIX!r} is reserved for --protocol gluefactory")
     matcher_name, preset, preset_conf = resolve_preset(config.matcher, config.preset)
     cls = get_matcher_class(matcher_name)
     matcher = load_matcher(matcher_name, weights=config.weights, device=device, **{**preset_conf, **config.conf})
@@ -391,6 +431,9 @@ def _build_method(config: RunConfig, device: str) -> _Method:
         raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rule!r}")
     offset = float(cls.gim_keypoint_offset)
     padding_mask = bool(getattr(cls, "zeb_padding_mask", False))
+    if gluefactory:
+        offset, padding_mask = GLUEFACTORY_KEYPOINT_OFFSET, False
+        version = version if version.endswith(GLUEFACTORY_SUFFIX) else version + GLUEFACTORY_SUFFIX
     fingerprint = {
         "protocol": "gim",
         "matcher": name,
@@ -404,7 +447,14 @@ def _build_method(config: RunConfig, device: str) -> _Method:
         "device": device.split(":")[0],
         "versions": software_versions(cls),
     }
-    return _Method(matcher, name, _token(version), preset, offset, rule, padding_mask, fingerprint)
+    if gluefactory:
+        import kornia
+
+        fingerprint.update(protocol="gluefactory", rescale=None, versions={**fingerprint["versions"],
+                                                                           "kornia": kornia.__version__})
+        fingerprint["gluefactory"] = {"resize": GLUEFACTORY_RESIZE, "ransac_th": GLUEFACTORY_RANSAC_THRESHOLD,
+                                      "focal_rule": "all", "auc_decimals": 4}
+    return _Method(matcher, name, _token(version), preset, offset, rule, padding_mask, fingerprint, config.protocol)
 
 
 def _evaluate(method: _Method, pair: Pair, images: tuple[ZebImage, ZebImage], load_seconds: float,
@@ -415,9 +465,16 @@ def _evaluate(method: _Method, pair: Pair, images: tuple[ZebImage, ZebImage], lo
         masks = {"mask0": images[0].validity_mask(), "mask1": images[1].validity_mask()}
     result = method.matcher.match(images[0].image, images[1].image, **masks)
     matched = time.perf_counter()
-    kpts0 = to_gim_coordinates(result.keypoints0.numpy(), images[0], method.offset, method.rule)
-    kpts1 = to_gim_coordinates(result.keypoints1.numpy(), images[1], method.offset, method.rule)
-    metrics = evaluate_pair(kpts0, kpts1, pair.K0, pair.K1, pair.T_0to1)
+    if method.protocol == "gluefactory":  # resized-image pixels, corner convention, scaled cameras
+        kpts0 = result.keypoints0.numpy().astype(np.float32) + np.float32(method.offset)
+        kpts1 = result.keypoints1.numpy().astype(np.float32) + np.float32(method.offset)
+        metrics = evaluate_pair(kpts0, kpts1, gluefactory_camera(pair.K0, images[0]),
+                                gluefactory_camera(pair.K1, images[1]), pair.T_0to1,
+                                threshold=GLUEFACTORY_RANSAC_THRESHOLD, focal_rule="all")
+    else:
+        kpts0 = to_gim_coordinates(result.keypoints0.numpy(), images[0], method.offset, method.rule)
+        kpts1 = to_gim_coordinates(result.keypoints1.numpy(), images[1], method.offset, method.rule)
+        metrics = evaluate_pair(kpts0, kpts1, pair.K0, pair.K1, pair.T_0to1, threshold=RANSAC_PIXEL_THRESHOLD)
     seconds = {"load": load_seconds, "match": matched - start, "pose": time.perf_counter() - matched}
     return Record.from_metrics(pair.file, pair.identifier, pair.covisible0, pair.covisible1, metrics, seconds,
                                memory.read())
@@ -425,7 +482,16 @@ def _evaluate(method: _Method, pair: Pair, images: tuple[ZebImage, ZebImage], lo
 
 def _run_subset(method: _Method, store: MethodStore, subset: Subset, data_dir: Path, config: RunConfig,
                 world: _World, memory: PeakMemory) -> SubsetStatus:
-    pairs = select_pairs(load_pairs(data_dir, subset), config.max_pairs)
+    if method.protocol == "gluefactory":
+        pairs = select_pairs_gluefactory(load_pairs(data_dir, subset), gluefactory_seed(data_dir, subset),
+                                         config.max_pairs or GLUEFACTORY_MAX_PER_SCENE)
+        read = load_image_gluefactory
+    else:
+        pairs = select_pairs(load_pairs(data_dir, subset), config.max_pairs)
+
+        def read(path: Path) -> ZebImage:
+            return load_image(path, subset)
+
     if world.rank == 0 or not world.distributed:
         store.write_selection(subset.key, [pair.file for pair in pairs])
     done = store.records(subset.key)
@@ -436,7 +502,7 @@ def _run_subset(method: _Method, store: MethodStore, subset: Subset, data_dir: P
 
     def load(pair: Pair) -> tuple[ZebImage, ZebImage]:
         paths = [resolve_image(index, directory, pair.image_stem(i)) for i in (0, 1)]
-        return load_image(paths[0], subset), load_image(paths[1], subset)
+        return read(paths[0]), read(paths[1])
 
     from tqdm.auto import tqdm
 
@@ -459,7 +525,7 @@ def _run_subset(method: _Method, store: MethodStore, subset: Subset, data_dir: P
 
 def run(config: RunConfig, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         overwrite: bool = False) -> RunSummary:
-    """Evaluate one matcher on ZEB (GIM's protocol) and write GIM-format dumps into ``out_dir``.
+    """Evaluate one matcher on ZEB (GIM's protocol, or glue-factory's) and write GIM-format dumps into ``out_dir``.
 
     Args:
         config: what to run (:class:`RunConfig`).
@@ -498,8 +564,8 @@ def _run(config: RunConfig, data_dir: Path, out_dir: Path, subsets: list[Subset]
         store.open(method.fingerprint, info)  # the sidecar exists now: this only checks it
     memory = PeakMemory(device)
     memory.reset()
-    log.info("ZEB %s %s: preset %s, keypoint offset %+.1f, rescale %s, %d/%d", method.name, method.version,
-             method.preset, method.offset, method.rule, world.rank, world.size)
+    log.info("ZEB %s %s (%s protocol): preset %s, keypoint offset %+.1f, rescale %s, %d/%d", method.name,
+             method.version, method.protocol, method.preset, method.offset, method.rule, world.rank, world.size)
     statuses = [_run_subset(method, store, subset, data_dir, config, world, memory) for subset in subsets]
     return RunSummary(f"{method.name} {method.version}", store.root, statuses)
 
