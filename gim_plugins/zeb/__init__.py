@@ -6,6 +6,9 @@ layout with their per-subset image handling, OpenCV essential-matrix RANSAC (0.5
 ``analysis.py``. Results are written as GIM's per-pair dump files, so GIM's own ``analysis.py`` can read ours and our
 ``report`` reads GIM's.
 
+``run --protocol gluefactory`` evaluates with cvg/glue-factory's protocol instead (≤ 200 pairs per subset, long side
+1024 px, 1.0 px RANSAC; :mod:`.runner`); its dumps carry the version suffix ``+gluefactory`` and are reported apart.
+
 Modules (one per step, each importable without the others' heavy dependencies):
 
 * :mod:`.dataset` — subsets, the 38-token pair files, identifiers, image handling.
