@@ -432,7 +432,7 @@ def _build_method(config: RunConfig, device: str) -> _Method:
     offset = float(cls.gim_keypoint_offset)
     padding_mask = bool(getattr(cls, "zeb_padding_mask", False))
     if gluefactory:
-        offset, padding_mask = GLUEFACTORY_KEYPOINT_OFFSET, False
+        offset, padding_mask, rule = GLUEFACTORY_KEYPOINT_OFFSET, False, "none"  # keypoints stay in the resized image
         version = version if version.endswith(GLUEFACTORY_SUFFIX) else version + GLUEFACTORY_SUFFIX
     fingerprint = {
         "protocol": "gim",
