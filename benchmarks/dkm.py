@@ -66,7 +66,8 @@ def worker(args: argparse.Namespace) -> None:
     """One implementation, one configuration; prints one JSON line and saves the outputs to ``args.out``."""
     import torch
 
-    from gim_plugins.models.gim_dkm import GIMDKM, matches_to_keypoints, padding_to_aspect
+    from gim_plugins.models.dense_warp import matches_to_keypoints, padding_to_aspect
+    from gim_plugins.models.gim_dkm import GIMDKM
 
     torch.set_num_threads(args.threads)
     conf = {**CONFIGS[args.config], "num_samples": args.num_samples, "seed": args.seed}

@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
     """One implementation, one configuration; prints one JSON line and saves the outputs to ``args.out``."""
     import torch
 
-    from gim_plugins.models.gim_dkm import matches_to_keypoints, padding_to_aspect
+    from gim_plugins.models.dense_warp import matches_to_keypoints, padding_to_aspect
     from gim_plugins.models.gim_roma import GIMRoMa
 
     torch.set_num_threads(args.threads)

@@ -21,21 +21,18 @@ Memory (CPU, float32, GIM defaults): ≈1.7 GB of weights (DINOv2 1.2 GB), plus 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from gim_plugins.conf import Conf
 from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD
-from gim_plugins.models._arch.dkm_sampling import balanced_sample
-from gim_plugins.models._arch.roma import RoMa, describe_keys
-from gim_plugins.models.base import BaseMatcher, WeightsArg
-from gim_plugins.models.gim_dkm import matches_to_keypoints, padding_to_aspect
-from gim_plugins.types import MatchResult
+from gim_plugins.models._arch.roma import RoMa
+from gim_plugins.models._arch.state_dicts import state_dict_mismatch
+from gim_plugins.models.base import WeightsArg
+from gim_plugins.models.dense_warp import WarpSamplingMatcher
 
 __all__ = ["DINOV2_NAME", "PRESETS", "WEIGHT_NAME", "GIMRoMa", "remap_gim_roma"]
 
@@ -75,7 +72,7 @@ def remap_gim_roma(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-class GIMRoMa(BaseMatcher):
+class GIMRoMa(WarpSamplingMatcher):
     """GIM's RoMa dense matcher (``gim_roma``); options in :attr:`default_conf`, named setups in :data:`PRESETS`."""
 
     name: ClassVar[str] = "gim_roma"
@@ -92,6 +89,7 @@ class GIMRoMa(BaseMatcher):
     weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME, DINOV2_NAME)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
+    kde_dtype: ClassVar[torch.dtype | None] = torch.float16  # GIM's RoMa samples with a half-precision KDE
     zeb_rescale: ClassVar[str] = "canvas"
     """GIM's ZEB maps RoMa's normalised coordinates over the whole input canvas to the original size (see zeb)."""
 
@@ -100,12 +98,7 @@ class GIMRoMa(BaseMatcher):
             if not isinstance(conf[key], int) or conf[key] < 2 * PATCH_SIZE or conf[key] % PATCH_SIZE:
                 raise ValueError(f"gim_roma: {key} must be a multiple of {PATCH_SIZE} (DINOv2's patch) ≥ "
                                  f"{2 * PATCH_SIZE}, got {conf[key]!r}")
-        if conf.upsample and (len(conf.upsample_res) != 2 or min(conf.upsample_res) < 32):
-            raise ValueError(f"gim_roma: upsample_res must be (h, w) with both ≥ 32, got {conf.upsample_res!r}")
-        if not isinstance(conf.num_samples, int) or conf.num_samples <= 0:
-            raise ValueError(f"gim_roma: num_samples must be a positive int, got {conf.num_samples!r}")
-        if conf.max_image_pixels is not None and conf.max_image_pixels <= 0:
-            raise ValueError(f"gim_roma: max_image_pixels must be positive or None, got {conf.max_image_pixels!r}")
+        self._check_sampling_conf(conf)
         self.net = RoMa()
         for module in (*self.net.modules(), *self.net.encoder.dinov2.modules()):
             if isinstance(module, Attention):
@@ -120,41 +113,17 @@ class GIMRoMa(BaseMatcher):
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         state_dict = remap_gim_roma(state_dicts[WEIGHT_NAME])
         expected = self.net.state_dict()
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in expected]
-        wrong = [f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-                 if k in state_dict and state_dict[k].shape != v.shape]
-        if missing or unexpected or wrong:
-            parts = [f"missing keys: {describe_keys(missing)}" if missing else "",
-                     f"unexpected keys: {describe_keys(unexpected)}" if unexpected else "",
-                     f"wrong shapes: {describe_keys(wrong)}" if wrong else ""]
+        mismatch = state_dict_mismatch(expected, state_dict)
+        if mismatch:
             hint = (" (DINOv2 tensors belong in the separate dinov2_vitl14 file)"
-                    if any(k.startswith(("encoder.dinov2", "blocks.", "pos_embed")) for k in unexpected) else "")
-            raise ValueError("checkpoint does not fit gim_roma (RoMa); " + "; ".join(p for p in parts if p) + hint)
+                    if any(k.startswith(("encoder.dinov2", "blocks.", "pos_embed")) for k in state_dict
+                           if k not in expected) else "")
+            raise ValueError(f"checkpoint does not fit gim_roma (RoMa); {mismatch}{hint}")
         self.net.check_dinov2(state_dicts[DINOV2_NAME])  # both checked before anything is loaded
         self.net.load_state_dict(state_dict, strict=True)
         self.net.load_dinov2(state_dicts[DINOV2_NAME])
 
     # ------------------------------------------------------------------------------------------------- matching
-
-    def _check_size(self, image: torch.Tensor, label: str) -> None:
-        limit = self.conf.max_image_pixels
-        height, width = image.shape[-2:]
-        if limit is not None and height * width > limit:
-            raise ValueError(
-                f"{label}: {width}×{height} px ({height * width / 1e6:.1f} MP) exceeds gim_roma's max_image_pixels "
-                f"= {limit / 1e6:.1f} MP. Downscale it (the network sees {self.conf.w}×{self.conf.h} and "
-                f"{self.conf.upsample_res[1]}×{self.conf.upsample_res[0]} px anyway) or raise max_image_pixels."
-            )
-
-    def _pad(self, image: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Centre-pad a ``(1, 3, H, W)`` image to the network aspect when configured; returns it and (left, top)."""
-        if not self.conf.pad_to_aspect:
-            return image, (0, 0)
-        left, right, top, bottom = padding_to_aspect(*image.shape[-2:], self.conf.h, self.conf.w)
-        if left == right == top == bottom == 0:
-            return image, (0, 0)
-        return F.pad(image, (left, right, top, bottom)), (left, top)
 
     def dense(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GIM's ``model.match``: the dense warp and certainty of two ``(1, 3, H, W)`` (already padded) images."""
@@ -162,42 +131,3 @@ class GIMRoMa(BaseMatcher):
         return self.net.dense_match(image0, image1, size=(conf.h, conf.w),
                                     upsample_res=tuple(conf.upsample_res) if conf.upsample else None,
                                     black_threshold=conf.black_threshold)
-
-    def sample(self, warp: torch.Tensor, certainty: torch.Tensor,
-               num: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """GIM's ``model.sample``: balanced sampling of ``num`` (default ``num_samples``) matches, KDE in float16.
-
-        With ``seed`` set, the draws come from a generator seeded with it (the same stream as
-        ``torch.manual_seed(seed)`` on the CPU), so a call is reproducible.
-        """
-        generator = None
-        if self.conf.seed is not None:
-            generator = torch.Generator(device=warp.device).manual_seed(int(self.conf.seed))
-        matches, confidence = balanced_sample(
-            warp, certainty, num or self.conf.num_samples, threshold=self.conf.sample_thresh, generator=generator,
-            chunk=self.conf.kde_chunk, kde_dtype=torch.float16)
-        return matches, confidence
-
-    def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
-        self._check_size(image0, "image0")
-        self._check_size(image1, "image1")
-        device = self.device
-        start = time.perf_counter()
-        padded0, (left0, top0) = self._pad(image0.to(device)[None])
-        padded1, (left1, top1) = self._pad(image1.to(device)[None])
-        padded_sizes = (padded0.shape[-2:], padded1.shape[-2:])
-        warp, certainty = self.dense(padded0, padded1)
-        del padded0, padded1
-        dense_done = time.perf_counter()
-        if not bool(torch.isfinite(certainty).all()):
-            raise RuntimeError("gim_roma produced non-finite certainties (NaN/inf): the weights do not come from a "
-                               "trained RoMa or overflow float32; check both weight files")
-        matches, confidence = self.sample(warp, certainty)
-        del warp, certainty
-        sampled = time.perf_counter()
-        k0, k1, confidence = matches_to_keypoints(
-            matches, confidence, padded_sizes, ((left0, top0), (left1, top1)), (image0.shape[-2:], image1.shape[-2:]),
-            bounds_filter=self.conf.bounds_filter, drop_zero_confidence=self.conf.drop_zero_confidence)
-        result = self._result((k0 - self.gim_keypoint_offset).cpu(), (k1 - self.gim_keypoint_offset).cpu(),
-                              confidence.float().cpu(), image0, image1)
-        return result.with_timing(dense=dense_done - start, sample=sampled - dense_done)

@@ -19,7 +19,8 @@ from gim_plugins.conf import ConfError
 from gim_plugins.matching import load_matcher
 from gim_plugins.models._arch.dkm import GP, DKMv3, black_mask, cos_kernel, local_correlation, normalized_grid
 from gim_plugins.models._arch.dkm_sampling import balanced_sample, kde
-from gim_plugins.models.gim_dkm import GIMDKM, PRESETS, padding_to_aspect, remap_gim_dkm
+from gim_plugins.models.dense_warp import padding_to_aspect
+from gim_plugins.models.gim_dkm import GIMDKM, PRESETS, remap_gim_dkm
 from gim_plugins.types import MatchResult
 
 MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "gim_dkm.json"

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, randomize_batchnorm
 
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
-from gim_plugins.models.gim_dkm import GIMDKM, padding_to_aspect
+from gim_plugins.models.dense_warp import padding_to_aspect
+from gim_plugins.models.gim_dkm import GIMDKM
 
 pytestmark = pytest.mark.skipif(gim_root() is None, reason=SETUP_HINT)
 

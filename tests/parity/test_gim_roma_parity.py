@@ -25,7 +25,7 @@ from original_roma import SETUP_HINT, build_original_roma, roma_root
 
 from gim_plugins.models._arch.dinov2 import DinoV2ViTL14
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
-from gim_plugins.models.gim_dkm import padding_to_aspect
+from gim_plugins.models.dense_warp import padding_to_aspect
 from gim_plugins.models.gim_roma import GIMRoMa
 
 pytestmark = pytest.mark.skipif(roma_root() is None, reason=SETUP_HINT)

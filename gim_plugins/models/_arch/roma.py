@@ -29,6 +29,7 @@ from torch import nn
 
 from gim_plugins.models._arch.dinov2 import Block, DinoV2ViTL14
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, GP, ConvRefiner, _interpolate, black_mask, normalized_grid
+from gim_plugins.models._arch.state_dicts import state_dict_mismatch
 
 __all__ = ["ANCHOR_RES", "VGG19", "RoMa", "RoMaDecoder", "RoMaEncoder", "TransformerDecoder", "cls_to_flow"]
 
@@ -224,17 +225,9 @@ class RoMa(nn.Module):
 
     def check_dinov2(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Raise ``ValueError`` naming the missing, unexpected and mis-shaped keys of a DINOv2 state dict."""
-        expected = self.encoder.dinov2.state_dict()
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in expected]
-        wrong = [f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-                 if k in state_dict and state_dict[k].shape != v.shape]
-        if missing or unexpected or wrong:
-            parts = [f"missing keys: {describe_keys(missing)}" if missing else "",
-                     f"unexpected keys: {describe_keys(unexpected)}" if unexpected else "",
-                     f"wrong shapes: {describe_keys(wrong)}" if wrong else ""]
-            raise ValueError("weights do not fit DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth); "
-                             + "; ".join(p for p in parts if p))
+        mismatch = state_dict_mismatch(self.encoder.dinov2.state_dict(), state_dict)
+        if mismatch:
+            raise ValueError(f"weights do not fit DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth); {mismatch}")
 
     def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
                  coarse: bool) -> dict[int, torch.Tensor]:
@@ -280,9 +273,3 @@ class RoMa(nn.Module):
         grid = normalized_grid(*out_size, flow.device).permute(1, 2, 0)
         warp = torch.cat((torch.cat((grid, flow[0]), dim=-1), torch.cat((flow[1], grid), dim=-1)), dim=1)
         return warp, torch.cat((certainty[0, 0], certainty[1, 0]), dim=1)
-
-
-def describe_keys(keys: list[str], limit: int = 12) -> str:
-    """The first ``limit`` keys, comma separated, and how many there are in all."""
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, … ({len(keys)} in all)" if len(keys) > limit else shown
