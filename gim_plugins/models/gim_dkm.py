@@ -25,7 +25,7 @@ import torch
 
 from gim_plugins.conf import Conf
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, DKMv3
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch
+from gim_plugins.models._arch.state_dicts import state_dict_mismatch, unprefixed_state_dict
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
 
 __all__ = ["GIMDKM", "PRESETS", "remap_gim_dkm"]
@@ -58,19 +58,7 @@ def remap_gim_dkm(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: the input is not a mapping of tensors, or two keys collide after stripping the prefix.
     """
-    if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
-        checkpoint = checkpoint["state_dict"]
-    out: dict[str, torch.Tensor] = {}
-    for raw_key, value in checkpoint.items():
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(f"gim_dkm checkpoint: {raw_key!r} is a {type(value).__name__}, not a tensor")
-        key = raw_key.removeprefix("model.")
-        if key.startswith(FC_PREFIX):
-            continue
-        if key in out:
-            raise ValueError(f"gim_dkm checkpoint: both {key!r} and 'model.{key}' are present")
-        out[key] = value
-    return out
+    return unprefixed_state_dict(checkpoint, "gim_dkm", drop=(FC_PREFIX,))
 
 
 class GIMDKM(WarpSamplingMatcher):

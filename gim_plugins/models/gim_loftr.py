@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from gim_plugins.conf import Conf, ConfError
 from gim_plugins.io import ImageInput, to_image_tensor
+from gim_plugins.models._arch.state_dicts import unprefixed_state_dict
 from gim_plugins.models.aliked_lightglue import load_strict_with_derived
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.types import MatchResult
@@ -52,19 +53,7 @@ def remap_gim_loftr(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     prefix of either kind is stripped and unprefixed keys pass through. A whole checkpoint ``{"state_dict": …}``
     is unwrapped.
     """
-    inner = state_dict.get("state_dict")
-    if isinstance(inner, Mapping):
-        state_dict = inner
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        if key in out:
-            raise ValueError(f"checkpoint holds {key!r} twice (with and without a prefix)")
-        out[key] = value
-    return out
+    return unprefixed_state_dict(state_dict, "gim_loftr", prefixes=_PREFIXES)
 
 
 class GIMLoFTR(BaseMatcher):

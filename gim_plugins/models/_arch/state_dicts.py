@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
-__all__ = ["describe_keys", "state_dict_mismatch"]
+__all__ = ["describe_keys", "state_dict_mismatch", "unprefixed_state_dict"]
 
 
 def describe_keys(keys: list[str], limit: int = 12) -> str:
@@ -29,3 +30,35 @@ def state_dict_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str
              f"unexpected keys: {describe_keys(unexpected)}" if unexpected else "",
              f"wrong shapes: {describe_keys(wrong)}" if wrong else ""]
     return "; ".join(p for p in parts if p)
+
+
+def unprefixed_state_dict(checkpoint: Mapping[str, Any], owner: str, prefixes: tuple[str, ...] = ("model.",),
+                          drop: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """A GIM checkpoint's tensors keyed as the network names them (pure; the input is untouched).
+
+    Accepts the Lightning layout ``{"state_dict": {...}}`` or a plain state dict; one leading prefix out of
+    ``prefixes`` is stripped from each key (GIM's loaders strip one), keys starting with a ``drop`` prefix (after
+    stripping) are left out, and nothing else is: the strict load that follows reports what does not fit.
+
+    Raises:
+        ValueError: a value is not a tensor, or a key appears twice (with and without a prefix); ``owner`` names
+            the checkpoint in the message.
+    """
+    inner = checkpoint.get("state_dict")
+    if isinstance(inner, Mapping):
+        checkpoint = inner
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for raw_key, value in checkpoint.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{owner} checkpoint: {raw_key!r} is a {type(value).__name__}, not a tensor")
+        key = next((raw_key[len(p):] for p in prefixes if raw_key.startswith(p)), raw_key)
+        if drop and key.startswith(drop):
+            continue
+        if key in out:
+            prefixed = raw_key if raw_key != key else origin[key]
+            raise ValueError(f"{owner} checkpoint: both {key!r} and {prefixed!r} are present (the same tensor "
+                             "twice, with and without a prefix)")
+        out[key] = value
+        origin[key] = raw_key
+    return out
