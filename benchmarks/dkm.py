@@ -26,17 +26,11 @@ Timings are noisy on a shared machine; the ratios come from the same run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from _side_by_side import dense_agreement, measure_worker, motorcycle, pad_dense_sample, parse_arguments, side_by_side
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {"h": 672, "w": 896, "pad_to_aspect": True, "upsample": True, "upsample_res": (1152, 1536)},
     "480x640": {"h": 480, "w": 640, "pad_to_aspect": False, "upsample": False},
@@ -47,96 +41,57 @@ CONFIGS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------------- worker
 
 
-def _images(device: str) -> tuple[Any, Any]:
-    from gim_plugins.datasets.motorcycle import paths
-    from gim_plugins.io import read_image, to_image_tensor
-
-    files = paths()
-    return tuple(to_image_tensor(read_image(files[s]))[None].to(device) for s in ("left", "right"))
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def worker(args: argparse.Namespace) -> None:
     """One implementation, one configuration; prints one JSON line and saves the outputs to ``args.out``."""
     import torch
 
-    from gim_plugins.models.dense_warp import matches_to_keypoints, padding_to_aspect
     from gim_plugins.models.gim_dkm import GIMDKM
 
     torch.set_num_threads(args.threads)
     conf = {**CONFIGS[args.config], "num_samples": args.num_samples, "seed": args.seed}
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
-    image0, image1 = _images(args.device)
+    images = motorcycle(args.device)
     if args.impl == "original":
-        sys.path.insert(0, str(REPO / "tests" / "parity"))
         from original_dkm import build_original, looped_inverse
 
         model = build_original(conf["h"], conf["w"], conf["upsample"])
         model.load_state_dict(state, strict=True)
         model.to(args.device)
+
+        def dense(a: Any, b: Any) -> tuple[Any, Any]:
+            with looped_inverse():
+                return model.match(a, b)
+
+        def sample(warp: Any, certainty: Any) -> tuple[Any, Any]:
+            torch.manual_seed(args.seed)
+            return model.sample(warp, certainty, args.num_samples)
     else:
         precision = "bf16" if args.impl == "ours-bf16" else "fp32"
         matcher = GIMDKM({**conf, "precision": precision}, weights=state, device=args.device)
+
+        def dense(a: Any, b: Any) -> tuple[Any, Any]:
+            with torch.inference_mode():
+                return matcher.dense(a, b)
+
+        def sample(warp: Any, certainty: Any) -> tuple[Any, Any]:
+            with torch.inference_mode():
+                return matcher.sample(warp, certainty)
     del state
 
-    def run_once() -> tuple[Any, ...]:
-        pads = []
-        padded = []
-        for image in (image0, image1):
-            if conf["pad_to_aspect"]:
-                left, right, top, bottom = padding_to_aspect(*image.shape[-2:], conf["h"], conf["w"])
-                padded.append(torch.nn.functional.pad(image, (left, right, top, bottom)))
-                pads.append((left, top))
-            else:
-                padded.append(image)
-                pads.append((0, 0))
-        if args.impl == "original":
-            with looped_inverse():
-                warp, certainty = model.match(padded[0], padded[1])
-            torch.manual_seed(args.seed)
-            matches, confidence = model.sample(warp, certainty, args.num_samples)
-        else:
-            with torch.inference_mode():
-                warp, certainty = matcher.dense(padded[0], padded[1])
-                matches, confidence = matcher.sample(warp, certainty)
-        k0, k1, confidence = matches_to_keypoints(matches, confidence, tuple(p.shape[-2:] for p in padded), pads,
-                                                  (image0.shape[-2:], image1.shape[-2:]), bounds_filter=True,
-                                                  drop_zero_confidence=False)
-        return warp, certainty, matches, k0, k1
+    def save(outputs: tuple[Any, ...]) -> dict[str, Any]:
+        warp, certainty, matches, k0, k1 = outputs
+        return {"warp": warp.float().cpu(), "certainty": certainty.float().cpu(), "matches": matches.cpu(),
+                "keypoints0": (k0 - 0.5).cpu(), "keypoints1": (k1 - 0.5).cpu()}
 
-    for _ in range(args.warmup):  # GPUs: kernel loading and autotuning belong to the first call, not to the pair
-        run_once()
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    _sync(args.device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    warp, certainty, matches, k0, k1 = run_once()
-    _sync(args.device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    report = {"impl": args.impl, "config": args.config, "wall_s": wall, "cpu_s": cpu,
-              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
-              "matches": len(k0), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    if args.device.startswith("cuda"):
-        report["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 1e9
-        report["gpu"] = torch.cuda.get_device_name()
-    torch.save({"warp": warp.float().cpu(), "certainty": certainty.float().cpu(), "matches": matches.cpu(),
-                "keypoints0": (k0 - 0.5).cpu(), "keypoints1": (k1 - 0.5).cpu()}, args.out)
-    print("RESULT " + json.dumps(report), flush=True)
+    measure_worker(args, lambda: pad_dense_sample(images, conf["h"], conf["w"], conf["pad_to_aspect"], dense, sample),
+                   save)
 
 
 # ------------------------------------------------------------------------------------------------------- parent
 
 
-def _make_weights(path: Path, seed: int) -> None:
+def _make_weights(directory: Path, seed: int) -> list[str]:
     import torch
-
-    sys.path.insert(0, str(REPO / "tests" / "parity"))
     from original_dkm import randomize_batchnorm
 
     from gim_plugins.models._arch.dkm import DKMv3
@@ -144,20 +99,9 @@ def _make_weights(path: Path, seed: int) -> None:
     torch.manual_seed(seed)
     net = DKMv3()
     randomize_batchnorm(net, torch.Generator().manual_seed(seed))
+    path = directory / "weights.pt"
     torch.save(net.state_dict(), path)
-
-
-def _run_worker(impl: str, config: str, args: argparse.Namespace, weights: Path, out: Path) -> dict[str, Any] | None:
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--config", config, "--weights",
-           str(weights), "--out", str(out), "--device", args.device, "--threads", str(args.threads), "--seed",
-           str(args.seed), "--num-samples", str(args.num_samples), "--warmup", str(args.warmup)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    print(f"  {impl} @ {config} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
-    return None
+    return ["--weights", str(path)]
 
 
 def _compare(config: str, runs: dict[str, dict[str, Any]], outs: dict[str, Path]) -> list[str]:
@@ -169,10 +113,7 @@ def _compare(config: str, runs: dict[str, dict[str, Any]], outs: dict[str, Path]
     loaded = {impl: torch.load(outs[impl], weights_only=True) for impl in runs}
     if "original" in runs and "ours-fp32" in runs:
         a, b = loaded["original"], loaded["ours-fp32"]
-        warp_diff = (a["warp"] - b["warp"]).abs().max().item()
-        cert_diff = (a["certainty"] - b["certainty"]).abs().max().item()
-        same_rows = (a["matches"].shape == b["matches"].shape
-                     and ((a["matches"] - b["matches"]).abs().amax(dim=1) <= 1e-4).float().mean().item())
+        warp_diff, cert_diff, same_rows = dense_agreement(a, b)
         same = f"{100 * float(same_rows):.2f} % (rows equal within 1e-4)"
         o, n = runs["original"], runs["ours-fp32"]
         lines += [
@@ -206,60 +147,16 @@ def _compare(config: str, runs: dict[str, dict[str, Any]], outs: dict[str, Path]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="240×320 only (a few minutes)")
-    parser.add_argument("--configs", default=None, help=f"comma-separated, from {', '.join(CONFIGS)}")
-    parser.add_argument("--impls", default="original,ours-fp32,ours-bf16")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed runs before the timed one (default: 1 on CUDA, 0 on CPU)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument("--json", type=Path, default=None, help="also write all measurements here")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--weights", type=Path, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.warmup is None:
-        args.warmup = 1 if args.device.startswith("cuda") else 0
-    sys.path.insert(0, str(REPO))
+    args = parse_arguments(__doc__.splitlines()[0], argv, quick_help="240×320 only (a few minutes)",
+                           impls="original,ours-fp32,ours-bf16", weight_flags=["--weights"])
     if args.worker:
         args.impl = args.worker
         worker(args)
         return 0
-    configs = args.configs.split(",") if args.configs else (["240x320"] if args.quick else ["defaults", "480x640"])
-    impls = args.impls.split(",")
-    sys.path.insert(0, str(REPO / "tests" / "parity"))
     from original_dkm import SETUP_HINT, gim_root
 
-    if "original" in impls and gim_root() is None:
-        print(f"note: original not measured: {SETUP_HINT}")
-        impls.remove("original")
-    everything = []
-    with tempfile.TemporaryDirectory(prefix="dkm-bench-") as tmp:
-        weights = Path(tmp) / "weights.pt"
-        _make_weights(weights, args.seed)
-        print(f"device {args.device}, {args.threads} threads, python {sys.executable}")
-        for config in configs:
-            print(f"\n== {config}: {CONFIGS[config]} ==")
-            runs, outs = {}, {}
-            for impl in impls:
-                outs[impl] = Path(tmp) / f"{impl}-{config}.pt"
-                result = _run_worker(impl, config, args, weights, outs[impl])
-                if result is None:
-                    continue
-                runs[impl] = result
-                everything.append(result)
-                extra = f", CUDA peak {result['cuda_peak_gb']:.2f} GB" if "cuda_peak_gb" in result else ""
-                print(f"  {impl:10s} wall {result['wall_s']:7.1f} s  CPU {result['cpu_s']:7.1f} s  peak RSS "
-                      f"{result['peak_rss_gb']:5.2f} GB{extra}  matches {result['matches']}", flush=True)
-            for line in _compare(config, runs, outs):
-                print(line, flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(everything, indent=1))
-    return 0
+    return side_by_side(Path(__file__).resolve(), args, CONFIGS, ["defaults", "480x640"], ["240x320"],
+                        SETUP_HINT if gim_root() is None else None, _make_weights, _compare)
 
 
 if __name__ == "__main__":
