@@ -94,3 +94,15 @@ def randomize_batchnorm(module: torch.nn.Module, generator: torch.Generator) -> 
                 m.running_var.copy_(0.5 + torch.rand(n, generator=generator))
                 m.weight.copy_(1 + 0.1 * torch.randn(n, generator=generator))
                 m.bias.copy_(0.1 * torch.randn(n, generator=generator))
+
+
+def parity_inputs(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two smooth seeded random images with a near-black corner (exercises the black-pixel mask)."""
+    gen = torch.Generator().manual_seed(2)
+    images = []
+    for _ in range(2):
+        coarse = torch.rand(1, 3, height // 8, width // 8, generator=gen)
+        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+        image[..., : height // 6, : width // 5] = 0.01
+        images.append(image)
+    return images[0], images[1]

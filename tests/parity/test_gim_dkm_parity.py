@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, randomize_batchnorm
+from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, parity_inputs, randomize_batchnorm
 
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models.dense_warp import padding_to_aspect
@@ -36,18 +36,6 @@ def _models(h: int, w: int, upsample: bool) -> tuple[torch.nn.Module, GIMDKM]:
     conf = {"h": h, "w": w, "upsample": upsample, "pad_to_aspect": False, "seed": 0}
     ours = GIMDKM(conf, weights=original.state_dict())
     return original, ours
-
-
-def _inputs(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two smooth seeded random images with a near-black corner (exercises the black-pixel mask)."""
-    gen = torch.Generator().manual_seed(2)
-    images = []
-    for _ in range(2):
-        coarse = torch.rand(1, 3, height // 8, width // 8, generator=gen)
-        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-        image[..., : height // 6, : width // 5] = 0.01
-        images.append(image)
-    return images[0], images[1]
 
 
 def _dense_both(original: torch.nn.Module, ours: GIMDKM, image0: torch.Tensor,
@@ -91,7 +79,7 @@ def _same_rows(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_feature_parity_240x320_without_upsampling() -> None:
     original, ours = _models(240, 320, upsample=False)
-    image0, image1 = _inputs(300, 400)
+    image0, image1 = parity_inputs(300, 400)
     warp_o, cert_o, warp_n, cert_n = _dense_both(original, ours, image0, image1)
     _check("240x320", warp_o, cert_o, warp_n, cert_n)
     _check_sampling("240x320", original, ours, warp_o, cert_o, warp_n, cert_n)
@@ -102,7 +90,7 @@ def test_feature_parity_gim_defaults() -> None:
     """GIM's demo setting: centred padding to 4:3, 672×896, 1152×1536 refinement pass (GP N = 2352 > 2000, so the
     original's sigma_noise slice behaviour is exercised)."""
     original, ours = _models(672, 896, upsample=True)
-    image0, image1 = _inputs(500, 740)
+    image0, image1 = parity_inputs(500, 740)
     padded = []
     for image in (image0, image1):
         left, right, top, bottom = padding_to_aspect(*image.shape[-2:], 672, 896)

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from original_dkm import looped_inverse, randomize_batchnorm
+from original_dkm import looped_inverse, parity_inputs, randomize_batchnorm
 from original_roma import SETUP_HINT, build_original_roma, roma_root
 
 from gim_plugins.models._arch.dinov2 import DinoV2ViTL14
@@ -57,18 +57,6 @@ def _models(size: int, upsample: bool) -> tuple[torch.nn.Module, GIMRoMa]:
     return original, ours
 
 
-def _inputs(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two smooth seeded random images with a near-black corner (exercises the black-pixel mask)."""
-    gen = torch.Generator().manual_seed(2)
-    images = []
-    for _ in range(2):
-        coarse = torch.rand(1, 3, height // 8, width // 8, generator=gen)
-        image = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-        image[..., : height // 6, : width // 5] = 0.01
-        images.append(image)
-    return images[0], images[1]
-
-
 def _compare(label: str, original: torch.nn.Module, ours: GIMRoMa, image0: torch.Tensor,
              image1: torch.Tensor) -> None:
     with torch.inference_mode():
@@ -96,7 +84,7 @@ def _compare(label: str, original: torch.nn.Module, ours: GIMRoMa, image0: torch
 
 def test_feature_parity_224_without_upsampling() -> None:
     original, ours = _models(224, upsample=False)
-    image0, image1 = _inputs(300, 260)
+    image0, image1 = parity_inputs(300, 260)
     _compare("224", original, ours, image0, image1)
 
 
@@ -104,7 +92,7 @@ def test_feature_parity_224_without_upsampling() -> None:
 def test_feature_parity_gim_defaults() -> None:
     """GIM's demo setting: centred padding to a square, 672² coarse pass (GP N = 48² = 2304), 1344² refinement."""
     original, ours = _models(672, upsample=True)
-    image0, image1 = _inputs(500, 740)
+    image0, image1 = parity_inputs(500, 740)
     padded = []
     for image in (image0, image1):
         left, right, top, bottom = padding_to_aspect(*image.shape[-2:], 672, 672)
