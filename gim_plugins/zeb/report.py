@@ -21,7 +21,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,63 +294,55 @@ def format_report(results: Sequence[MethodResult], fmt: str = "md",
 def plot(results: Sequence[MethodResult], out_dir: str | os.PathLike[str], max_error: float = 30.0) -> list[Path]:
     """Write ``auc_curves.png`` (mean and per-subset AUC@τ for τ up to ``max_error``) and ``error_cdf.png`` (share
     of pairs with pose error ≤ x, per subset) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scenes = _scenes(results)
+    taus = np.linspace(0.5, max_error, 60)
+    grid = np.linspace(0.0, max_error, 301)
+
+    def auc_curves(panel: str) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        for r in results:
+            if panel == "Mean":
+                yield taus, 100 * np.mean([pose_auc(s.errors, taus) for s in r.subsets.values()], axis=0), r.name
+            elif panel in r.subsets:
+                yield taus, 100 * np.array(pose_auc(r.subsets[panel].errors, taus)), r.name
+
+    def error_cdfs(scene: str) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        for r in results:
+            if scene in r.subsets:
+                errors = np.sort(r.subsets[scene].errors)
+                yield grid, 100 * np.searchsorted(errors, grid, side="right") / len(errors), r.name
+
+    return [_panel_figure(["Mean", *scenes], auc_curves, "threshold τ (°)", "AUC@τ (%)", out_dir / "auc_curves.png"),
+            _panel_figure(scenes, error_cdfs, "pose error max(R, t) (°)", "pairs ≤ error (%)",
+                          out_dir / "error_cdf.png")]
+
+
+def _panel_figure(panels: Sequence[str], curves: Callable[[str], Iterable[tuple[np.ndarray, np.ndarray, str]]],
+                  xlabel: str, ylabel: str, path: Path) -> Path:
+    """One small plot per panel (up to 4 a row), each with the ``(x, y, label)`` curves of ``curves(panel)``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = _scenes(results)
-    taus = np.linspace(0.5, max_error, 60)
-    written = []
-    panels = ["Mean", *scenes]
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
-        for r in results:
-            if panel == "Mean":
-                curve = np.mean([pose_auc(s.errors, taus) for s in r.subsets.values()], axis=0)
-            elif panel in r.subsets:
-                curve = np.array(pose_auc(r.subsets[panel].errors, taus))
-            else:
-                continue
-            ax.plot(taus, 100 * curve, label=r.name)
+        for x, y, label in curves(panel):
+            ax.plot(x, y, label=label)
         ax.set_title(panel, fontsize=9)
-        ax.set_xlabel("threshold τ (°)", fontsize=8)
-        ax.set_ylabel("AUC@τ (%)", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    written.append(_save(fig, out_dir / "auc_curves.png"))
+    _save(fig, path)
     plt.close(fig)
-
-    panels = scenes
-    cols = min(4, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
-    grid = np.linspace(0.0, max_error, 301)
-    for ax, scene in zip(axes.flat, panels):
-        for r in results:
-            if scene in r.subsets:
-                errors = np.sort(r.subsets[scene].errors)
-                ax.plot(grid, 100 * np.searchsorted(errors, grid, side="right") / len(errors), label=r.name)
-        ax.set_title(scene, fontsize=9)
-        ax.set_xlabel("pose error max(R, t) (°)", fontsize=8)
-        ax.set_ylabel("pairs ≤ error (%)", fontsize=8)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    written.append(_save(fig, out_dir / "error_cdf.png"))
-    plt.close(fig)
-    return written
+    return path
 
 
 def _save(fig: Any, path: Path) -> Path:
