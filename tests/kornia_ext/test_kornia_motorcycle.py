@@ -19,23 +19,14 @@ from gim_plugins import load_matcher
 from gim_plugins.datasets.motorcycle import disparity_agreement, load_disparity, paths
 from gim_plugins.io import read_image
 from gim_plugins.kornia_ext import GIMMatcher
-from gim_plugins.weights import resolve_weights
+from gim_plugins.matching import weights_available
 
 INLIER_FLOOR = 1000
 F_RECTIFIED = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 """Ground truth up to scale: for a rectified pair, x1ᵀ F x0 = y0 − y1."""
 
 
-def _have_aliked_weights() -> bool:
-    try:
-        resolve_weights("aliked_lightglue")
-        resolve_weights("aliked_n16")
-    except FileNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _have_aliked_weights(),
+pytestmark = pytest.mark.skipif(not weights_available("aliked_lightglue"),
                                 reason="run `gim weights fetch aliked_lightglue` (make test does)")
 
 

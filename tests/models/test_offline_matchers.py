@@ -13,20 +13,10 @@ import torch
 
 from gim_plugins import FeatureCache, load_matcher
 from gim_plugins.datasets.motorcycle import disparity_agreement, load_disparity, paths
+from gim_plugins.matching import weights_available
 from gim_plugins.types import Features
-from gim_plugins.weights import resolve_weights
 
-
-def _have_aliked_weights() -> bool:
-    try:
-        resolve_weights("aliked_lightglue")
-        resolve_weights("aliked_n16")
-    except FileNotFoundError:
-        return False
-    return True
-
-
-needs_aliked = pytest.mark.skipif(not _have_aliked_weights(),
+needs_aliked = pytest.mark.skipif(not weights_available("aliked_lightglue"),
                                   reason="run `gim weights fetch aliked_lightglue` (make test does)")
 
 FLOORS = {"aliked_lightglue": 1000, "root_sift": 700}
