@@ -9,17 +9,21 @@ between objects without one of them mutating it under the others.
 
 from __future__ import annotations
 
+import ast
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["Conf", "ConfError", "merge_conf", "to_plain"]
+from gim_plugins.errors import UserError
+
+__all__ = ["Conf", "ConfError", "merge_conf", "parse_conf", "to_plain"]
 
 
-class ConfError(KeyError):
-    """An unknown or ill-typed configuration key.
+class ConfError(KeyError, UserError):
+    """An unknown or ill-typed configuration key, or a malformed ``KEY=VALUE`` option.
 
-    Subclasses ``KeyError`` (what a dict raises for a bad key) but prints its message without ``KeyError``'s quotes.
+    Subclasses ``KeyError`` (what a dict raises for a bad key) but prints its message without ``KeyError``'s quotes;
+    it is a :class:`~gim_plugins.errors.UserError`, so the command line reports it as one line.
     """
 
     def __str__(self) -> str:
@@ -142,3 +146,32 @@ def _merge(default: dict[str, Any], user: Mapping[str, Any], *, owner: str, pref
             _check_type(path, default[key], value, owner)
             out[key] = to_plain(value) if isinstance(value, Mapping | tuple) else copy.deepcopy(value)
     return out
+
+
+_WORDS = {"true": "True", "false": "False", "null": "None", "none": "None"}
+
+
+def parse_conf(items: Iterable[str], *, option: str = "--conf") -> dict[str, Any]:
+    """Parse command-line ``KEY=VALUE`` options into a dict for :func:`merge_conf`.
+
+    Values are Python/JSON literals (``1``, ``0.5``, ``true``, ``null``, ``(1, 2)``, ``[1, 2]``, ``'text'``);
+    anything that is not a literal stays a string. Keys and values are not checked here: the component's
+    :func:`merge_conf` does that, against its own defaults.
+
+    Raises:
+        ConfError: for an item without ``=`` or with an empty key.
+
+    Example:
+        >>> parse_conf(["a=1", "b=true", "c=(1, 2)", "d=sift"])
+        {'a': 1, 'b': True, 'c': (1, 2), 'd': 'sift'}
+    """
+    conf: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfError(f"{option} expects KEY=VALUE, got {item!r}")
+        try:
+            conf[key] = ast.literal_eval(_WORDS.get(text.lower(), text))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            conf[key] = text
+    return conf

@@ -18,6 +18,8 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from gim_plugins.errors import UserError
+
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
@@ -35,7 +37,7 @@ GROUP = "gim_plugins.matchers"
 _runtime: dict[str, Any] = {}
 
 
-class UnknownMatcherError(KeyError):
+class UnknownMatcherError(KeyError, UserError):
     """A matcher name that is neither registered nor a ``module:Class`` path."""
 
     def __str__(self) -> str:

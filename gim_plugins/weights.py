@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gim_plugins.atomic import atomic_path, atomic_write_text
+from gim_plugins.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -58,11 +59,11 @@ SLIM_SUFFIX = ".slim.pt"
 _CHUNK = 1 << 20
 
 
-class HashMismatchError(RuntimeError):
+class HashMismatchError(RuntimeError, UserError):
     """A file whose size or hash differs from the known official one."""
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(RuntimeError, UserError):
     """A checkpoint that cannot be loaded with ``weights_only=True`` and is not trusted."""
 
 

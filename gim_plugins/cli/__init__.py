@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+
+from gim_plugins.errors import UserError, run_cli
 
 __all__ = ["main"]
 
 CLI_GROUP = "gim_plugins.cli"
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as ``gim: error: …`` without a traceback."""
+CLIError = UserError
+"""Former name of :class:`gim_plugins.errors.UserError`, kept for code written against it."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gim", description="GIM image matchers: match, manage weights, and more.")
     parser.add_argument("--version", action="version", version=f"gim-plugins {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    add_debug_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (list_cmd, match_cmd, weights_cmd):
         module.register(sub)
@@ -43,12 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from gim_plugins.registry import MatcherLoadError
-    from gim_plugins.weights import HashMismatchError, UnsafeCheckpointError
-
-    return (CLIError, FileNotFoundError, ValueError, KeyError, MatcherLoadError, HashMismatchError,
-            UnsafeCheckpointError, RuntimeError, OSError)
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` (alias ``--traceback``): show the traceback of user errors too."""
+    parser.add_argument("--debug", "--traceback", dest="debug", action="store_true",
+                        help="show the full traceback on errors")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,14 +59,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("gim: interrupted", file=sys.stderr)
-        return 130
-    except _expected_errors() as exc:
-        if args.traceback:
-            raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"gim: error: {message}", file=sys.stderr)
-        return 1
+    return run_cli(lambda: args.handler(args), prog="gim", debug=args.debug)

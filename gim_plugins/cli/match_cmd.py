@@ -7,7 +7,6 @@ matches that agree with the ground-truth disparity.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,23 +44,6 @@ def _common_options(parser: argparse.ArgumentParser, default_out: str = ".") -> 
                         help="matcher option (repeatable), e.g. --conf max_keypoints=4096")
     parser.add_argument("--threshold", type=float, default=1.0,
                         help="inlier threshold of the fundamental-matrix fit in px (GIM's demo: 1.0)")
-
-
-def parse_conf(items: list[str]) -> dict[str, Any]:
-    """``["a=1", "b=true", "c=(1, 2)"]`` → ``{"a": 1, "b": True, "c": (1, 2)}`` (Python/JSON literals, else str)."""
-    from gim_plugins.cli import CLIError
-
-    conf: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"--conf expects KEY=VALUE, got {item!r}")
-        literal = {"true": "True", "false": "False", "null": "None", "none": "None"}.get(text.lower(), text)
-        try:
-            conf[key] = ast.literal_eval(literal)
-        except (ValueError, SyntaxError):
-            conf[key] = text
-    return conf
 
 
 @dataclass
@@ -145,6 +127,8 @@ def run_match(
 
 
 def _from_args(args: argparse.Namespace, image0: Path, image1: Path, disparity: Path | None) -> int:
+    from gim_plugins.conf import parse_conf
+
     summary = run_match(image0, image1, matcher=args.matcher, weights=args.weights, out=args.out,
                         max_size=args.max_size, device=args.device, conf=parse_conf(args.conf),
                         threshold=args.threshold, disparity=disparity)

@@ -41,15 +41,15 @@ def register(sub: Any) -> None:
 
 def build_conf(args: argparse.Namespace) -> dict[str, Any]:
     """The reconstruction conf from parsed arguments."""
-    from gim_plugins.cli import CLIError
-    from gim_plugins.cli.match_cmd import parse_conf
+    from gim_plugins.conf import parse_conf
+    from gim_plugins.errors import UserError
 
     camera: dict[str, Any] = {"camera_model": args.camera_model, "single_camera": bool(args.single_camera)}
     if args.camera_params:
         try:
             camera["camera_params"] = [float(v) for v in args.camera_params.split(",")]
         except ValueError:
-            raise CLIError(f"--camera-params expects comma-separated numbers, got {args.camera_params!r}") from None
+            raise UserError(f"--camera-params expects comma-separated numbers, got {args.camera_params!r}") from None
     track_conf: dict[str, Any] = {"mode": args.tracks}
     if args.merge_radius is not None:
         track_conf["radius"] = args.merge_radius

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gim_plugins.errors import UserError
+
 if TYPE_CHECKING:
     from gim_plugins.colmap_ext.correspondences import Correspondences
 
@@ -48,7 +50,7 @@ PRIOR_COLUMNS = ("prior_qw", "prior_qx", "prior_qy", "prior_qz", "prior_tx", "pr
 CONFIG_UNCALIBRATED = 3
 
 
-class DatabaseLockedError(RuntimeError):
+class DatabaseLockedError(RuntimeError, UserError):
     """Another process holds the database's write lock."""
 
 

@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gim_plugins.zeb", description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--debug", "--traceback", dest="debug", action="store_true",
+                        help="show the full traceback on errors")
     _add_subcommands(parser)
     return parser
 
@@ -86,7 +87,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gim_plugins.cli.match_cmd import parse_conf
+    from gim_plugins.conf import parse_conf
     from gim_plugins.zeb.runner import RunConfig, parse_shard, run
 
     config = RunConfig(
@@ -143,21 +144,11 @@ def _mini(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m gim_plugins.zeb``; returns the exit status."""
-    from gim_plugins.cli import CLIError
-    from gim_plugins.registry import MatcherLoadError
+    from gim_plugins.errors import run_cli
 
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("zeb: interrupted (finished pairs are kept; rerun the same command to resume)", file=sys.stderr)
-        return 130
-    except (CLIError, MatcherLoadError, FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as exc:
-        if args.traceback:
-            raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"zeb: error: {message}", file=sys.stderr)
-        return 1
+    return run_cli(lambda: args.handler(args), prog="zeb", debug=args.debug,
+                   interrupted="interrupted (finished pairs are kept; rerun the same command to resume)")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gim_plugins.atomic import atomic_write_text
+from gim_plugins.errors import UserError
 from gim_plugins.zeb.dumps import DumpRow, dump_file_name, find_dumps
 from gim_plugins.zeb.metrics import PairMetrics
 
@@ -41,7 +42,7 @@ FORMAT = "gim_plugins.zeb/1"
 RUNS_DIR = "runs"
 
 
-class StaleResultsError(RuntimeError):
+class StaleResultsError(RuntimeError, UserError):
     """Existing results were produced with another conf, weights or software versions."""
 
 

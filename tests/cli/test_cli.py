@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gim_plugins.cli import main
-from gim_plugins.cli.match_cmd import parse_conf
+from gim_plugins.conf import parse_conf
 from gim_plugins.datasets.motorcycle import paths
 
 
@@ -48,21 +48,21 @@ def test_feature_max_size_maps_keypoints_back(tmp_path, capsys):
 
 def test_exception_clear_errors(tmp_path, capsys):
     files = paths()
-    assert main(["match", str(tmp_path / "missing.png"), str(files["right"]), "--matcher", "root_sift"]) == 1
+    assert main(["match", str(tmp_path / "missing.png"), str(files["right"]), "--matcher", "root_sift"]) == 2
     assert "image not found" in capsys.readouterr().err
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    assert main(["match", str(bad), str(files["right"]), "--matcher", "root_sift", "--out", str(tmp_path)]) == 1
+    assert main(["match", str(bad), str(files["right"]), "--matcher", "root_sift", "--out", str(tmp_path)]) == 2
     assert "cannot decode" in capsys.readouterr().err
-    assert main(["match", str(files["left"]), str(files["right"]), "--matcher", "nope"]) == 1
+    assert main(["match", str(files["left"]), str(files["right"]), "--matcher", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown matcher 'nope'" in err and "root_sift" in err
     assert main(["match", str(files["left"]), str(files["right"]), "--matcher", "root_sift",
-                 "--conf", "ratio=0.7"]) == 1
+                 "--conf", "ratio=0.7"]) == 2
     assert "unknown option 'ratio'" in capsys.readouterr().err
     tiny = tmp_path / "tiny.png"
     cv2.imwrite(str(tiny), np.zeros((1, 1, 3), np.uint8))
-    assert main(["match", str(tiny), str(files["right"]), "--matcher", "root_sift"]) == 1
+    assert main(["match", str(tiny), str(files["right"]), "--matcher", "root_sift"]) == 2
     assert "too small" in capsys.readouterr().err
 
 
@@ -80,3 +80,13 @@ def test_feature_list_and_module_entry_point():
     assert "root_sift" in proc.stdout and "aliked_lightglue" in proc.stdout and "default matcher" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "gim_plugins", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "gim-plugins" in proc.stdout
+
+
+def test_exception_user_error_line_and_debug(tmp_path, capsys):
+    """A user error is one line with exit status 2; ``--debug`` shows the traceback instead."""
+    missing = str(tmp_path / "missing.png")
+    assert main(["match", missing, missing, "--matcher", "root_sift"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gim: error: ") and len(err.strip().splitlines()) == 1
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "match", missing, missing, "--matcher", "root_sift"])

@@ -200,7 +200,7 @@ def test_smoke_cli(gt_dense, scene_dir, tmp_path, capsys) -> None:
     assert (tmp_path / "out" / "exports" / "colmap-text" / "features" / "left.png.txt").is_file()
     assert main(args) == 0  # rerun: everything is up to date
     assert "matched now: 0" in capsys.readouterr().out
-    assert main(["reconstruct", str(tmp_path / "nothing"), "--matcher", "gt_dense"]) == 1
+    assert main(["reconstruct", str(tmp_path / "nothing"), "--matcher", "gt_dense"]) == 2
     assert "image directory not found" in capsys.readouterr().err
 
 

@@ -30,17 +30,17 @@ def test_smoke_run_report_check(tiny_zeb: Path, tmp_path: Path, capsys: pytest.C
 
 def test_exception_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["run", "--matcher", "root_sift", "--data", str(tmp_path / "missing"), "--out",
-                     str(tmp_path)]) == 1
+                     str(tmp_path)]) == 2
     assert "zeb: error: ZEB directory not found" in capsys.readouterr().err
-    assert cli.main(["run", "--matcher", "no_such_matcher", "--data", str(tmp_path), "--out", str(tmp_path)]) == 1
+    assert cli.main(["run", "--matcher", "no_such_matcher", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "zeb: error:" in capsys.readouterr().err
-    assert cli.main(["report", str(tmp_path)]) == 1
+    assert cli.main(["report", str(tmp_path)]) == 2
     assert "no ZEB dump files" in capsys.readouterr().err
     assert cli.main(["run", "--matcher", "root_sift", "--data", str(tmp_path), "--out", str(tmp_path), "--shard",
-                     "2/2"]) == 1
+                     "2/2"]) == 2
     assert "0 <= i < n" in capsys.readouterr().err
     assert cli.main(["run", "--matcher", "root_sift", "--data", str(tmp_path), "--out", str(tmp_path), "--conf",
-                     "oops"]) == 1
+                     "oops"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
