@@ -17,7 +17,9 @@ Entry-point groups any distribution may declare (details in :mod:`gim_plugins._h
   hloc's ``BaseModel``;
 * ``hloc.match_dense.confs``, ``hloc.match_features.confs``, ``hloc.extract_features.confs``: name = conf name,
   value = a dict, or a callable returning a dict (or ``None``: not offered);
-* ``kornia.feature``: name = attribute, value = any object.
+* ``kornia.feature``: name = attribute, value = any object;
+* ``hloc.match_dense.import_fallbacks`` (same for the other two steps): name = a module the step imports, value =
+  the stand-in module imported instead when that import fails.
 
 The host's own names win; a broken plugin warns and never breaks the host; ``GIM_PLUGINS_NO_HOOKS=1`` turns all of
 it off (set it before Python starts).

@@ -15,25 +15,27 @@ Entry-point groups (any distribution may declare them; the entry-point name is t
     Merged into the module's top-level ``confs`` dict right after hloc assigns it, for ``import`` and ``python -m``.
 ``kornia.feature``
     name = attribute; value = any object, served by a PEP 562 ``__getattr__``/``__dir__`` of ``kornia.feature``.
+``hloc.match_dense.import_fallbacks`` (and the same for ``match_features``, ``extract_features``)
+    name = a module the host module imports as ``import <name> as <alias>``; value = a stand-in module. Only when
+    importing ``<name>`` fails is the host module compiled with ``try: import <name> as <alias>`` / ``except
+    Exception: import <value> as <alias>``. The adapter that provides a stand-in declares it, so this module names no
+    adapter: gim-plugins' hloc adapter declares a torch-only stand-in for the one torchvision call of
+    ``hloc.match_dense`` (``F.resize`` on a tensor). Read only for the hloc step modules, whose import reads the
+    entry points for their confs anyway, so declaring fallbacks costs no start-up time.
 
 Rules: the host's own names always win (an hloc conf or model module, a ``kornia.feature`` attribute or submodule of
 the same name is used unchanged); of two plugins registering one name, the distribution found first on ``sys.path``
 wins. A plugin that fails to load issues a ``RuntimeWarning`` and never breaks the host; only a request for that very
 model or attribute fails, naming the plugin. ``GIM_PLUGINS_NO_HOOKS=1`` turns everything off. If hloc's code no longer
 has a top-level ``confs = ...`` assignment, a warning says so once instead of failing silently.
-
-One hloc-specific repair rides on the same loader: ``hloc.match_dense`` imports ``torchvision.transforms.functional``
-only to call ``F.resize`` on a tensor (hloc lists torchvision as a requirement). When that import fails, the module's
-import is redirected to :mod:`gim_plugins.hloc_ext.torchvision_compat`, a torch-only ``resize`` with torchvision's
-tensor semantics (bilinear, antialias, unchanged when the size already fits), so hloc's dense path works in
-environments that cannot install torchvision. With torchvision importable nothing changes.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["GROUPS", "HOOKED", "entry_points", "find_spec", "invalidate_caches", "merge_confs", "transform_source"]
+__all__ = ["FALLBACK_GROUPS", "GROUPS", "HOOKED", "entry_points", "find_spec", "import_error", "import_fallbacks",
+           "invalidate_caches", "merge_confs", "transform_source"]
 
 MODEL_PACKAGES = {"hloc.matchers": "hloc.matchers", "hloc.extractors": "hloc.extractors"}
 """Host package → entry-point group of the model modules served inside it."""
@@ -50,12 +52,11 @@ CONF_VARIABLE = "confs"
 ATTRIBUTE_MODULES = {"kornia.feature": "kornia.feature"}
 """Host module → entry-point group served as extra module attributes."""
 
-IMPORT_FALLBACKS = {
-    "hloc.match_dense": {"torchvision.transforms.functional": "gim_plugins.hloc_ext.torchvision_compat"},
-}
-"""Host module → {module it imports: stand-in used only when that import fails}."""
+FALLBACK_GROUPS = {module: f"{module}.import_fallbacks" for module in CONF_MODULES}
+"""Host module → entry-point group of its import fallbacks ({module it imports: stand-in used only when that import
+fails}); see :func:`import_fallbacks`."""
 
-GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values())
+GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values(), *FALLBACK_GROUPS.values())
 
 HOOKED = frozenset(CONF_MODULES) | frozenset(ATTRIBUTE_MODULES)
 _entry_point_cache: dict[str, dict[str, object]] | None = None
@@ -188,13 +189,37 @@ def _warn_no_confs(fullname: str) -> None:
           key=f"noconfs:{fullname}")
 
 
+def import_fallbacks(fullname: str) -> dict[str, str]:
+    """``{module the host imports: stand-in module}`` declared for host module ``fullname`` (empty if none)."""
+    group = FALLBACK_GROUPS.get(fullname)
+    if group is None:
+        return {}
+    table = {}
+    for required, ep in entry_points(group).items():
+        stand_in = ep.value  # type: ignore[attr-defined]
+        if not (_is_module_name(required) and _is_module_name(stand_in)):
+            _warn(f"{group!r} entry {_describe(ep)} is not `module = stand-in module` and was ignored",
+                  key=f"fallback:{group}:{required}")
+            continue
+        table[required] = stand_in
+    return table
+
+
+def _is_module_name(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def import_error(module: str) -> Exception | None:
+    """What importing ``module`` raises (any exception: a broken build may raise ``RuntimeError``), or ``None``."""
+    try:
+        __import__(module)
+    except Exception as exc:
+        return exc
+    return None
+
+
 def _fallback_needed(fullname: str) -> bool:
-    for required in IMPORT_FALLBACKS.get(fullname, {}):
-        try:
-            __import__(required)
-        except Exception:
-            return True
-    return False
+    return any(import_error(required) is not None for required in import_fallbacks(fullname))
 
 
 def transform_source(source: str | bytes, filename: str, fullname: str, *, fallbacks: bool = True) -> object:
@@ -221,7 +246,7 @@ def transform_source(source: str | bytes, filename: str, fullname: str, *, fallb
             ast.increment_lineno(call, tree.body[last].end_lineno - 1)
             tree.body.insert(last + 1, call)
     if fallbacks:
-        for required, stand_in in IMPORT_FALLBACKS.get(fullname, {}).items():
+        for required, stand_in in import_fallbacks(fullname).items():
             _wrap_import(tree, required, stand_in)
     return compile(tree, filename, "exec", dont_inherit=True)
 
@@ -294,7 +319,7 @@ class HookedLoader:
             import ast
 
             tree = ast.parse(source, filename)
-            for required, stand_in in IMPORT_FALLBACKS.get(self._fullname, {}).items():
+            for required, stand_in in import_fallbacks(self._fullname).items():
                 _wrap_import(tree, required, stand_in)
             return compile(tree, filename, "exec", dont_inherit=True)
         return transform_source(source, filename, self._fullname, fallbacks=_fallback_needed(self._fullname))

@@ -7,7 +7,6 @@ hloc's own CLI offers, plus what is missing: hloc itself, the ``.pth`` hook, tor
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import subprocess
 import sys
@@ -41,7 +40,7 @@ def check() -> list[str]:
     """Problems that keep hloc from seeing our confs (empty when all is well); prints a report."""
     from importlib.metadata import entry_points
 
-    from gim_plugins import _bootstrap
+    from gim_plugins import _bootstrap, _host_hooks
 
     problems = []
     print(f"hooks: {'disabled by ' + _bootstrap.ENV_DISABLE if _bootstrap.hooks_disabled() else 'enabled'}, "
@@ -54,12 +53,13 @@ def check() -> list[str]:
         print(f"hloc: not importable ({exc})")
         return [*problems, "hloc is not installed: pip install --no-deps <hloc source tree> (it is not on PyPI)"]
     print(f"hloc {getattr(hloc, '__version__', '?')} at {os.path.dirname(hloc.__file__)}")
-    try:  # a probe of the user's environment, not a dependency: hloc.match_dense imports it
-        importlib.import_module("torchvision.transforms.functional")
-        print("torchvision: importable (hloc.match_dense uses it)")
-    except Exception as exc:
-        print(f"torchvision: not importable ({type(exc).__name__}); hloc.match_dense uses gim_plugins' torch-only "
-              "resize instead")
+    for step in STEPS:  # what the hooks will do: a module hloc imports, or the stand-in an adapter declared for it
+        for required, stand_in in _host_hooks.import_fallbacks(f"hloc.{step}").items():
+            error = _host_hooks.import_error(required)
+            if error is None:
+                print(f"{required}: importable (hloc.{step} uses it)")
+            else:
+                print(f"{required}: not importable ({type(error).__name__}); hloc.{step} uses {stand_in} instead")
     for step in STEPS:
         ours = []
         for ep in entry_points(group=f"hloc.{step}.confs"):

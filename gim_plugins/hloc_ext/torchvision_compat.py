@@ -2,10 +2,11 @@
 
 ``hloc.match_dense`` imports ``torchvision.transforms.functional as F`` only for ``F.resize(image, size=(h, w))`` on a
 float ``(C, H, W)`` tensor (flooring both sides to a multiple of ``dfactor``). torchvision cannot be installed beside
-every torch build (CPU-only builds of torch have no matching torchvision wheel on some indexes), so when that import
-fails :mod:`gim_plugins._bootstrap` points hloc's ``F`` at this module instead. :func:`resize` reproduces torchvision's
-tensor path (``transforms.functional.resize`` → ``_functional_tensor.resize``, torchvision ≥ 0.17): the input is
-returned unchanged when it already has the requested size, otherwise it is resampled with
+every torch build (CPU-only builds of torch have no matching torchvision wheel on some indexes), so this package
+declares this module as that import's fallback (entry-point group ``hloc.match_dense.import_fallbacks``): when the
+import fails, the host hooks (:mod:`gim_plugins._host_hooks`) point hloc's ``F`` here. :func:`resize` reproduces
+torchvision's tensor path (``transforms.functional.resize`` → ``_functional_tensor.resize``, torchvision ≥ 0.17): the
+input is returned unchanged when it already has the requested size, otherwise it is resampled with
 ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=True)``.
 """
 

@@ -3,8 +3,11 @@
 Each test writes, into a temporary directory, packages with the import structure the hooks rely on (hloc's
 ``confs`` dicts, ``hloc.matchers`` + ``dynamic_load``, an argparse ``__main__`` block; ``kornia.feature``) and a
 plugin distribution (a ``*.dist-info`` with ``entry_points.txt``), then runs Python in a subprocess with that directory
-first on ``PYTHONPATH``. No hloc or kornia code is copied; the stand-ins are written from the documented contract
-(hosts.md §1.2, §1.3, §1.8, §2.6). These tests are cheap and always run.
+first on ``PYTHONPATH``. No hloc or kornia code is copied; the stand-ins are written from the contract the hooks rely
+on, as the module docstring of ``gim_plugins._host_hooks`` states it: hloc's top-level ``confs`` dicts read by
+argparse under ``python -m`` (run by ``runpy``), ``hloc.utils.base_model.dynamic_load`` looking for exactly one
+``BaseModel`` subclass in ``hloc.<package>.<name>``, and ``kornia.feature`` attributes. These tests are cheap and
+always run.
 """
 
 from __future__ import annotations
@@ -372,6 +375,33 @@ def test_feature_torchvision_fallback_only_when_import_fails(standin: Path) -> N
     assert proc.stdout.strip() == "torchvision.transforms.functional True"
 
 
+def test_feature_import_fallbacks_are_declared_by_plugins(standin: Path) -> None:
+    """The fallback table is entry-point data: any plugin declares a stand-in; malformed entries warn, are skipped."""
+    step = standin / "hloc/match_features.py"
+    step.write_text(STANDIN_STEP.format(extra_imports="import missing_dependency as dep", confs_name="confs"))
+    write(standin / "plugin_pkg/standin_dep.py", "WHO = 'the plugin stand-in'\n")
+    entry_points = standin / "plugin_pkg-0.1.dist-info/entry_points.txt"
+    entry_points.write_text(entry_points.read_text() + "\n[hloc.match_features.import_fallbacks]\n"
+                            "missing_dependency = plugin_pkg.standin_dep\nnot-a-module = plugin_pkg.standin_dep\n")
+    proc = run_code(standin, "from hloc import match_features\n"
+                             "print(match_features.dep.WHO, 'plugin_sparse' in match_features.confs)")
+    assert proc.stdout.strip() == "the plugin stand-in True"
+    assert proc.stderr.count("is not `module = stand-in module` and was ignored") == 1
+    assert "not-a-module = plugin_pkg.standin_dep" in proc.stderr
+    main = run_code(standin, RUN_AS_MAIN.format(module="hloc.match_features", argv=[]))
+    assert "plugin_sparse" in confs_line(main.stdout)
+
+
+def test_feature_hloc_adapter_declares_the_torchvision_fallback() -> None:
+    """gim-plugins' own stand-in comes from its installed entry points, not from a table in the core."""
+    from gim_plugins import _host_hooks
+
+    _host_hooks.invalidate_caches()
+    assert _host_hooks.import_fallbacks("hloc.match_dense") == {
+        "torchvision.transforms.functional": "gim_plugins.hloc_ext.torchvision_compat"}
+    assert _host_hooks.import_fallbacks("kornia.feature") == {}  # kornia.feature's import never reads entry points
+
+
 # ---------------------------------------------------------------------------------------------------- kornia.feature
 
 
@@ -427,7 +457,7 @@ def test_cardinality_start_up_tables_match_the_hooks() -> None:
 
     assert _bootstrap.HOOKED_MODULES == _host_hooks.HOOKED
     assert _bootstrap.MODEL_PACKAGES == set(_host_hooks.MODEL_PACKAGES)
-    assert set(_host_hooks.IMPORT_FALLBACKS) <= _host_hooks.HOOKED
+    assert set(_host_hooks.FALLBACK_GROUPS) <= _host_hooks.HOOKED
 
 
 def test_smoke_bootstrap_imports_only_the_standard_library() -> None:
