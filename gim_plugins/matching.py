@@ -54,14 +54,63 @@ def load_matcher(
 
 
 def match_pair(
-    matcher: str | BaseMatcher, image0: ImageInput, image1: ImageInput, **load_kwargs: Any
+    matcher: str | BaseMatcher,
+    image0: ImageInput,
+    image1: ImageInput,
+    *,
+    max_size: int | None = None,
+    **load_kwargs: Any,
 ) -> MatchResult:
-    """Match two images with a matcher instance or name (built with :func:`load_matcher` and ``load_kwargs``)."""
+    """Match two images with a matcher instance or name (built with :func:`load_matcher` and ``load_kwargs``).
+
+    Args:
+        matcher: a matcher instance, a registered name or a ``"package.module:Class"`` path.
+        image0: any image form :meth:`BaseMatcher.match` accepts (path, numpy array, tensor).
+        image1: the second image.
+        max_size: if given, an image whose long side is longer is downscaled (area interpolation) so that its long
+            side is at most ``max_size`` pixels before matching: faster and lighter on big images, at the price of
+            detail. The result is still in pixels of the images as given (keypoints mapped back with
+            :meth:`MatchResult.rescaled`, ``image_size0/1`` the given sizes).
+        **load_kwargs: options of :func:`load_matcher` (only with a matcher name).
+
+    Raises:
+        ValueError: ``max_size`` is not a positive integer, or an image is too small for the matcher (also after
+            downscaling).
+    """
     if isinstance(matcher, str):
         matcher = load_matcher(matcher, **load_kwargs)
     elif load_kwargs:
         raise TypeError("load options are only accepted together with a matcher name")
-    return matcher.match(image0, image1)
+    if max_size is None:
+        return matcher.match(image0, image1)
+    return _match_downscaled(matcher, image0, image1, _positive_size(max_size))
+
+
+def _positive_size(max_size: Any) -> int:
+    import operator
+
+    try:
+        size = operator.index(max_size)
+    except TypeError:
+        size = 0
+    if isinstance(max_size, bool) or size < 1:
+        raise ValueError(f"max_size must be a positive number of pixels, got {max_size!r}")
+    return size
+
+
+def _match_downscaled(matcher: BaseMatcher, image0: ImageInput, image1: ImageInput, max_size: int) -> MatchResult:
+    """Match copies whose long side is at most ``max_size``; keypoints and sizes refer to the images as given."""
+    from gim_plugins.io import resize_max_side, to_image_tensor
+
+    min_size = getattr(matcher, "min_image_size", 1)
+    full0 = to_image_tensor(image0, "image0", min_size)
+    full1 = to_image_tensor(image1, "image1", min_size)
+    small0, scale0 = resize_max_side(full0, max_size)
+    small1, scale1 = resize_max_side(full1, max_size)
+    result = matcher.match(small0, small1)
+    if scale0 == (1.0, 1.0) and scale1 == (1.0, 1.0):
+        return result
+    return result.rescaled(scale0, scale1, tuple(full0.shape[-2:]), tuple(full1.shape[-2:]))
 
 
 def weights_available(name: str) -> bool:

@@ -135,6 +135,35 @@ class MatchResult:
             {**self.timing, **timing},
         )
 
+    def rescaled(self, scale0: tuple[float, float], scale1: tuple[float, float], image_size0: tuple[int, int],
+                 image_size1: tuple[int, int]) -> MatchResult:
+        """The result mapped from resized images back to the images they were resized from.
+
+        Pixel edges scale, pixel centres do not: with the centre of the top-left pixel at (0, 0), a point ``x`` of a
+        resized image is ``(x + 0.5) * s - 0.5`` in the original, where ``s`` is original size / resized size
+        (:func:`gim_plugins.io.scale_keypoints`, the inverse of :func:`gim_plugins.io.resize_max_side`).
+
+        Args:
+            scale0: ``(sx, sy)`` from pixels of the resized image 0 to pixels of the original.
+            scale1: ``(sx, sy)`` for image 1.
+            image_size0: ``(H, W)`` of the original image 0 (the new ``image_size0``).
+            image_size1: ``(H, W)`` of the original image 1.
+
+        Returns:
+            A result with the same matches, confidence, matcher and timing, in pixels of the original images.
+        """
+        from gim_plugins.io import scale_keypoints
+
+        return MatchResult(
+            scale_keypoints(self.keypoints0, scale0),
+            scale_keypoints(self.keypoints1, scale1),
+            self.confidence,
+            image_size0,
+            image_size1,
+            self.matcher,
+            self.timing,
+        )
+
     def fundamental(self, threshold: float = 1.0, **kwargs: Any) -> GeometryFit:
         """Fit a fundamental matrix with OpenCV's USAC_MAGSAC; see :func:`gim_plugins.geometry.estimate_fundamental`."""
         from gim_plugins.geometry import estimate_fundamental

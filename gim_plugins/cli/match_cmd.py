@@ -87,9 +87,8 @@ def run_match(
     disparity: Path | None = None,
 ) -> MatchSummary:
     """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``."""
-    from gim_plugins.io import read_image, resize_max_side, scale_keypoints, to_image_tensor
-    from gim_plugins.matching import default_matcher, load_matcher
-    from gim_plugins.types import MatchResult
+    from gim_plugins.io import read_image, to_image_tensor
+    from gim_plugins.matching import default_matcher, load_matcher, match_pair
     from gim_plugins.viz import draw_matches, draw_warp, write_png
 
     notes = []
@@ -101,15 +100,9 @@ def run_match(
     array0, array1 = read_image(image0), read_image(image1)
     full0 = to_image_tensor(array0, "image0", model.min_image_size)
     full1 = to_image_tensor(array1, "image1", model.min_image_size)
-    small0, scale0 = resize_max_side(full0, max_size)
-    small1, scale1 = resize_max_side(full1, max_size)
     start = time.perf_counter()
-    result = model.match(small0, small1)
+    result = match_pair(model, full0, full1, max_size=max_size)  # in pixels of full0/full1 even when downscaled
     seconds = time.perf_counter() - start
-    if scale0 != (1.0, 1.0) or scale1 != (1.0, 1.0):
-        result = MatchResult(scale_keypoints(result.keypoints0, scale0), scale_keypoints(result.keypoints1, scale1),
-                             result.confidence, tuple(full0.shape[-2:]), tuple(full1.shape[-2:]), result.matcher,
-                             result.timing)
     fit_f = result.fundamental(threshold=threshold)
     fit_h = result.homography()
     k0, k1, _ = result.numpy()

@@ -91,3 +91,15 @@ def test_exception_geometry_bad_shapes_and_too_few_points():
         estimate_fundamental(np.zeros((10, 2)), np.zeros((9, 2)))
     fit = estimate_fundamental(np.zeros((5, 2)), np.zeros((5, 2)))
     assert fit.model is None and fit.inliers.shape == (5,) and not fit.inliers.any()
+
+
+def test_feature_rescaled_maps_centres_back():
+    result = MatchResult(torch.tensor([[0.0, 0.0], [49.0, 24.0]]), torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
+                         torch.tensor([0.5, 0.25]), (25, 50), (10, 10), "m", {"total": 1.0})
+    back = result.rescaled((4.0, 4.0), (1.0, 2.0), (100, 200), (20, 10))
+    # the centre of resized pixel (0, 0) covers original pixels 0..3, whose centre is 1.5
+    assert torch.equal(back.keypoints0, torch.tensor([[1.5, 1.5], [197.5, 97.5]]))
+    assert torch.equal(back.keypoints1, torch.tensor([[1.0, 4.5], [3.0, 8.5]]))
+    assert back.image_size0 == (100, 200) and back.image_size1 == (20, 10)
+    assert torch.equal(back.confidence, result.confidence) and back.matcher == "m" and back.timing == {"total": 1.0}
+    assert torch.equal(result.keypoints0, torch.tensor([[0.0, 0.0], [49.0, 24.0]]))  # the original is unchanged
