@@ -46,8 +46,6 @@ def parse_arguments(description: str, argv: list[str] | None, *, quick_help: str
     args = parser.parse_args(argv)
     if args.warmup is None:
         args.warmup = 1 if args.device.startswith("cuda") else 0
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "tests" / "parity"))  # original_dkm / original_roma: the original's set-up
     return args
 
 

@@ -4,7 +4,7 @@ Every measurement runs in its own subprocess (peak RSS is per process), on the m
 scikit-image, with the same random weights for every implementation:
 
 * ``original`` — GIM's code from the ``imcui`` wheel (skipped with a note when it is not importable; see
-  ``tests/parity/original_dkm.py`` for the venv), run as ``demo.py`` runs it: pad, ``model.match``,
+  ``parity/README.md`` for the venv), run as ``demo.py`` runs it: pad, ``model.match``,
   ``torch.manual_seed(seed)``, ``model.sample``;
 * ``ours-fp32`` and ``ours-bf16`` — :class:`gim_plugins.models.gim_dkm.GIMDKM` with ``precision`` fp32 / bf16.
 
@@ -52,7 +52,7 @@ def worker(args: argparse.Namespace) -> None:
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
     images = motorcycle(args.device)
     if args.impl == "original":
-        from original_dkm import build_original, looped_inverse
+        from parity.original_dkm import build_original, looped_inverse
 
         model = build_original(conf["h"], conf["w"], conf["upsample"])
         model.load_state_dict(state, strict=True)
@@ -92,9 +92,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def _make_weights(directory: Path, seed: int) -> list[str]:
     import torch
-    from original_dkm import randomize_batchnorm
 
     from gim_plugins.models._arch.dkm import DKMv3
+    from parity.original_dkm import randomize_batchnorm
 
     torch.manual_seed(seed)
     net = DKMv3()
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         args.impl = args.worker
         worker(args)
         return 0
-    from original_dkm import SETUP_HINT, gim_root
+    from parity.original_dkm import SETUP_HINT, gim_root
 
     return side_by_side(Path(__file__).resolve(), args, CONFIGS, ["defaults", "480x640"], ["240x320"],
                         SETUP_HINT if gim_root() is None else None, _make_weights, _compare)

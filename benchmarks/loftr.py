@@ -11,8 +11,8 @@ summary also gives each ratio against the smallest count of the size. The bf16 v
 compared with the bf16 gemm throughput (an optimistic floor: the transformers stay fp32) and with our fp32 output on
 the same inputs.
 
-Weights are random, conditioned to give informative features (``tests/parity/_images.py``), identical for ours and
-the original. The original needs GIM's code from the ``imcui`` wheel (see ``tests/parity/conftest.py``); without it
+Weights are random, conditioned to give informative features (:mod:`parity.images`), identical for ours and the
+original. The original needs GIM's code from the ``imcui`` wheel (reference venv: ``parity/README.md``); without it
 only our rows are printed.
 
 Usage (uses > 1 GB per process; on shared machines wrap it in the heavy-job lock)::
@@ -54,22 +54,19 @@ def _build(variant: str, height: int, width: int):  # type: ignore[no-untyped-de
     """(run(left, right) -> (k0, k1, conf), left, right) with the conditioned random weights."""
     import torch
 
-    sys.path.insert(0, str(REPO / "tests" / "parity"))
-    from _images import condition_random_loftr_backbone, motorcycle_pair
-
     from gim_plugins.models.gim_loftr import GIMLoFTR
+    from parity.images import condition_random_loftr_backbone, motorcycle_pair
 
     left, right = motorcycle_pair(height, width)
     calibration = torch.stack(motorcycle_pair(240, 320))
     torch.manual_seed(0)
     if variant == "original":
-        from conftest import _gim_root, _stub_lightning
+        from parity.gim_networks import load_networks, missing_reason
 
-        root = _gim_root()
-        if root is None:
-            raise SystemExit("imcui not installed")
-        _stub_lightning()
-        sys.path.insert(0, str(root))
+        reason = missing_reason()
+        if reason is not None:
+            raise SystemExit(reason)
+        load_networks()  # puts GIM's folder on sys.path: its code imports itself as networks.…
         from networks.loftr.config import get_cfg_defaults
         from networks.loftr.loftr import LoFTR
         from networks.loftr.misc import lower_config

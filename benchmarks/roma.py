@@ -4,7 +4,7 @@ Every measurement runs in its own subprocess (peak RSS is per process), on the m
 scikit-image, with the same random weights (GIM part and DINOv2) for both implementations:
 
 * ``original`` — GIM's code from the ``imcui`` wheel (skipped with a note when it is not importable; see
-  ``tests/parity/original_roma.py``), run as ``demo.py`` runs it: pad to a square, ``model.match``,
+  ``parity/README.md``), run as ``demo.py`` runs it: pad to a square, ``model.match``,
   ``torch.manual_seed(seed)``, ``model.sample``;
 * ``ours`` — :class:`gim_plugins.models.gim_roma.GIMRoMa`.
 
@@ -55,8 +55,8 @@ def worker(args: argparse.Namespace) -> None:
     dinov2 = torch.load(args.dinov2, map_location="cpu", weights_only=True)
     images = motorcycle(args.device)
     if args.impl == "original":
-        from original_dkm import looped_inverse
-        from original_roma import build_original_roma
+        from parity.original_dkm import looped_inverse
+        from parity.original_roma import build_original_roma
 
         model = build_original_roma(size, conf["upsample"], dinov2)
         model.load_state_dict(state, strict=True)
@@ -93,9 +93,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def _make_weights(directory: Path, seed: int) -> list[str]:
     import torch
-    from original_dkm import randomize_batchnorm
 
     from gim_plugins.models._arch.roma import RoMa
+    from parity.original_dkm import randomize_batchnorm
 
     torch.manual_seed(seed)
     net = RoMa()
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         args.impl = args.worker
         worker(args)
         return 0
-    from original_roma import SETUP_HINT, roma_root
+    from parity.original_roma import SETUP_HINT, roma_root
 
     return side_by_side(Path(__file__).resolve(), args, CONFIGS, ["defaults", "224"], ["224"],
                         SETUP_HINT if roma_root() is None else None, _make_weights, _compare)

@@ -1,6 +1,6 @@
 """Numeric parity of gim_dkm with GIM's original DKMv3 (same random weights, same seeded inputs).
 
-Skipped unless the original code is importable (``imcui`` + ``torchvision``; set-up in ``original_dkm.py``). Run::
+Skipped unless the original code is importable (``imcui`` + ``torchvision``; set-up in ``parity/README.md``). Run::
 
     <refvenv>/bin/python -m pytest tests/parity/test_gim_dkm_parity.py -s            # 240×320, no upsampling
     <refvenv>/bin/python -m pytest tests/parity/test_gim_dkm_parity.py -s --runslow  # needs ≈14 GB free
@@ -10,19 +10,13 @@ The GIM-default case (672×896 + 1152×1536, ≈14 GB for the original) is ``slo
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, parity_inputs, randomize_batchnorm
 
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models.dense_warp import padding_to_aspect
 from gim_plugins.models.gim_dkm import GIMDKM
+from parity.original_dkm import SETUP_HINT, build_original, gim_root, looped_inverse, parity_inputs, randomize_batchnorm
 
 pytestmark = pytest.mark.skipif(gim_root() is None, reason=SETUP_HINT)
 

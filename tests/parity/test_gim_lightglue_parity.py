@@ -2,7 +2,7 @@
 
 Tolerances (issue 4): SuperPoint keypoints, scores and descriptors within 1e-5 (keypoints compared in the
 original's frame: ours + 0.5); LightGlue matches identical. Random LightGlue weights give no match above GIM's
-filter threshold (0.1) and only a couple of mutual ones; SuperPoint and LightGlue are conditioned (``_images.py``)
+filter threshold (0.1) and only a couple of mutual ones; SuperPoint and LightGlue are conditioned (:mod:`parity.images`)
 and both run with threshold 0 (every mutual nearest neighbour is a match; the 0.1 set is the
 subset scoring above 0.1) and the full log-assignment matrices are compared too. The original SuperPoint returns
 no scores; they are read from its own detector output (a hook on ``convPb``) at its keypoints. Measured maxima are
@@ -14,10 +14,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from _images import condition_random_lightglue, condition_random_superpoint, motorcycle_pair
 
 from gim_plugins.models._arch.superpoint import SuperPoint
 from gim_plugins.models.gim_lightglue import GIMLightGlue
+from parity.images import condition_random_lightglue, condition_random_superpoint, motorcycle_pair
 
 TOL = 1e-5
 SEED = 1234  # padding RNG: the original draws from the global generator, ours from a seeded one

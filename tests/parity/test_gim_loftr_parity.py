@@ -8,7 +8,7 @@ Two arithmetic modes are checked:
   set from the original's own variation: the same original network run with 1 instead of 2 threads moves
   confidences by ~1e-4 on these random weights, and a match whose score sits at the threshold may appear or vanish.
 
-The random network is conditioned to give informative features (see ``_images.py``). Measured maxima are printed
+The random network is conditioned to give informative features (see :mod:`parity.images`). Measured maxima are printed
 (run with ``-s``).
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _images import condition_random_loftr_backbone, motorcycle_pair
 
 from gim_plugins.models.gim_loftr import GIMLoFTR
+from parity.images import condition_random_loftr_backbone, motorcycle_pair
 
 TOL_EXACT = 1e-4
 TOL_FAST = 1e-3  # ≈ 10× the original's own 1-vs-2-thread variation of the confidences

@@ -1,7 +1,7 @@
 """Numeric parity of gim_roma with GIM's original RoMa (same random weights, same seeded inputs).
 
 Skipped unless the original code is importable (``imcui`` + ``torchvision`` + ``einops``; set-up in
-``original_dkm.py``). Each network holds ≈2 GB of weights::
+``parity/README.md``). Each network holds ≈2 GB of weights::
 
     <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s             # 224², no upsampling
     <refvenv>/bin/python -m pytest tests/parity/test_gim_roma_parity.py -s --runslow   # needs ≈15 GB free
@@ -12,21 +12,15 @@ original) are ``slow``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from original_dkm import looped_inverse, parity_inputs, randomize_batchnorm
-from original_roma import SETUP_HINT, build_original_roma, roma_root
 
 from gim_plugins.models._arch.dinov2 import DinoV2ViTL14
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models.dense_warp import padding_to_aspect
 from gim_plugins.models.gim_roma import GIMRoMa
+from parity.original_dkm import looped_inverse, parity_inputs, randomize_batchnorm
+from parity.original_roma import SETUP_HINT, build_original_roma, roma_root
 
 pytestmark = pytest.mark.skipif(roma_root() is None, reason=SETUP_HINT)
 

@@ -1,15 +1,18 @@
 """Access to GIM's original RoMa code (from the ``imcui`` wheel) for parity tests.
 
-Same separate environment as ``original_dkm.py`` (torch + torchvision + ``imcui`` + einops). Three adjustments make
-the original runnable here without changing its numbers, all made in this harness (the installed files are untouched):
+Same separate environment as :mod:`parity.original_dkm` (torch + torchvision + ``imcui`` + einops). Three adjustments
+make the original runnable here without changing its numbers, all made in this harness (the installed files are
+untouched):
 
-* ``networks/roma/dino.py`` cannot be imported without xformers (it sets ``SwiGLU = None`` and then subclasses it,
-  gim-spec.md §6.5). The module is executed from its source with that one class base replaced by ``nn.Module``; the
-  class is never instantiated (``ffn_layer="mlp"``), and ``MemEffAttention`` falls back to plain attention as it does
-  in the original without xformers.
+* ``networks/roma/dino.py`` cannot be imported without xformers: when the xformers import fails it sets
+  ``SwiGLU = None`` and then defines ``class SwiGLUFFNFused(SwiGLU)``, a ``TypeError`` at import. The module is
+  executed from its source with that one class base replaced by ``nn.Module``; the class is never instantiated
+  (``ffn_layer="mlp"``), and ``MemEffAttention`` falls back to plain attention as it does in the original without
+  xformers.
 * ``CNNandDinov2`` downloads DINOv2 in its constructor; ``torch.hub.load_state_dict_from_url`` is replaced, while the
   original is built, by a function returning the given (synthetic) DINOv2 state dict.
-* the GP's batched ``torch.linalg.inv`` crashes on some oneMKL CPUs; use ``original_dkm.looped_inverse`` around calls.
+* the GP's batched ``torch.linalg.inv`` crashes on some oneMKL CPUs; use :func:`parity.original_dkm.looped_inverse`
+  around calls.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from original_dkm import SETUP_HINT, gim_root
+
+from parity.original_dkm import SETUP_HINT, gim_root
 
 __all__ = ["SETUP_HINT", "build_original_roma", "roma_root"]
 

@@ -1,14 +1,8 @@
 """Access to GIM's original DKMv3 code (from the ``imcui`` wheel) for parity tests and benchmarks.
 
-The original code is never part of gim-plugins; it is imported from an installed ``imcui`` package when present. Set
-up a separate environment (it needs torchvision, which gim-plugins never depends on)::
-
-    python3 -m venv /path/to/refvenv
-    /path/to/refvenv/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /path/to/refvenv/bin/pip install --no-deps imcui==0.1.3
-    /path/to/refvenv/bin/pip install einops yacs omegaconf joblib loguru scipy "kornia>=0.9" opencv-python h5py \\
-        tqdm matplotlib scikit-image pytest
-    /path/to/refvenv/bin/pip install --no-deps -e <this repository>
+The original code is never part of gim-plugins; it is imported from an installed ``imcui`` package when present, in
+a separate environment because it needs torchvision, which gim-plugins never depends on (the DKMv3/RoMa recipe of
+``parity/README.md``).
 
 Two adjustments make the original runnable here without changing its numbers:
 
@@ -33,7 +27,7 @@ SETUP_HINT = (
     "the original GIM code is not importable: create a separate venv with `pip install torch==2.14.1 "
     "torchvision==0.29.1`, `pip install --no-deps imcui==0.1.3`, `pip install einops yacs omegaconf joblib loguru "
     "scipy 'kornia>=0.9' opencv-python h5py tqdm matplotlib scikit-image pytest` and `pip install --no-deps -e .`, "
-    "then run the test with that venv's python (see tests/parity/original_dkm.py)"
+    "then run the test with that venv's python (see parity/README.md)"
 )
 
 
