@@ -1,4 +1,4 @@
-"""hloc's file formats without hloc: features / matches HDF5 files and pair lists (hosts.md §1.5).
+"""hloc's file formats without hloc: features / matches HDF5 files and pair lists (layouts as hloc 1.5 writes them).
 
 Why in the core: ``colmap_ext`` must read and write hloc-format files without importing hloc (not on PyPI), and
 ``hloc_ext`` must write exactly what hloc's own readers (``get_keypoints``, ``get_matches``, ``find_pair``,

@@ -7,7 +7,10 @@ Pixel convention (stated once, used everywhere inside ``gim_plugins``):
     ALIKED/DISK and cvg's LightGlue.
 
     Conversions happen only at the edges: COLMAP (corner at 0) gets ``x + 0.5`` (``gim_plugins.colmap_ext``); GIM's
-    original DKM/RoMa/SuperPoint outputs (corner convention, gim-spec.md §2.3) get ``- 0.5`` inside their wrappers.
+    original DKM/RoMa/SuperPoint outputs get ``- 0.5`` inside their wrappers. Those use the corner convention (the
+    centre of the top-left pixel at (0.5, 0.5)): DKM and RoMa map their ``align_corners=False`` grid to pixels with
+    ``(x_n + 1) / 2 · W``, and GIM's SuperPoint adds 0.5 to its integer detections. Resizing maps a point back with
+    ``(x + 0.5) · s - 0.5`` here (as hloc does), where plain ``x · s`` is exact only in the corner convention.
 """
 
 from __future__ import annotations

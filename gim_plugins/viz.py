@@ -1,9 +1,9 @@
 """The two pictures of GIM's demo: inlier matches drawn on the pair, and image 1 warped into image 0.
 
-``match`` picture (gim-spec.md §2.6): two rows separated by a 2-px margin; row 1 shows both images, row 2 shows them
-with the inlier matches as green circles of radius 3, blended 0.5/0.5 with a copy that also has 1-px lines.
-``warp`` picture: image 0, image 1 warped into image 0 by the homography, and their 50 % blend, side by side.
-All images are RGB uint8 numpy arrays; :func:`write_png` converts to OpenCV's BGR on the way out.
+``match`` picture (as GIM's ``demo.py`` draws it): two rows separated by a 2-px margin; row 1 shows both images,
+row 2 shows them with the inlier matches as green circles of radius 3, blended 0.5/0.5 with a copy that also has
+1-px lines. ``warp`` picture: image 0, image 1 warped into image 0 by the homography, and their 50 % blend, side by
+side. All images are RGB uint8 numpy arrays; :func:`write_png` converts to OpenCV's BGR on the way out.
 """
 
 from __future__ import annotations

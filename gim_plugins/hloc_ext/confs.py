@@ -4,7 +4,7 @@ Plain data (standard library only): the bootstrap loads these while hloc's own m
 module must not import hloc, torch or the adapters. Model options left out of a conf take the ``gim_plugins``
 matcher's ``default_conf`` (GIM's settings); any option of that matcher may be added to ``conf["model"]``.
 
-Dense confs use GIM's reconstruction settings (gim-spec.md §13.2): RGB input, ``max_error`` 2 px, ``cell_size`` 8 px.
+Dense confs use the settings of GIM's ``reconstruction.py``: RGB input, ``max_error`` 2 px, ``cell_size`` 8 px.
 ``gim_dkm`` gets full-resolution images (DKM resizes internally, ``dfactor`` 1). ``gim_loftr`` needs sides that are
 multiples of 8 (``dfactor`` 8, as GIM's demo and ZEB floor them) and at most 2048 px (its position encoding covers 256
 coarse cells), so images are downscaled to a long side of 1600 px, the size ZEB uses for its largest images.

@@ -1,4 +1,4 @@
-"""hloc's HDF5 layouts written and read without hloc (hosts.md §1.5)."""
+"""hloc's HDF5 layouts written and read without hloc (the layouts hloc 1.5 writes, listed in gim_plugins.h5io)."""
 
 from __future__ import annotations
 
