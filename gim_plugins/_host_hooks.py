@@ -1,8 +1,9 @@
 """The host hooks behind :mod:`gim_plugins._bootstrap`: entry-point scan, conf merge, model shims, attribute hook.
 
 Imported only when the bootstrap's finder sees a hooked host module being imported (so interpreter start-up never
-compiles or runs this file). Entry points are read then, once per process (``importlib.invalidate_caches()`` forgets
-them). Standard library only; it never imports a host, torch, or another part of ``gim_plugins``.
+compiles or runs this file). Entry points are read then, once per process, and each group is selected from them on
+first need (``importlib.invalidate_caches()`` forgets them). Standard library only; it never imports a host, torch,
+or another part of ``gim_plugins``.
 
 Entry-point groups (any distribution may declare them; the entry-point name is the key):
 
@@ -21,7 +22,7 @@ Entry-point groups (any distribution may declare them; the entry-point name is t
     Exception: import <value> as <alias>``. The adapter that provides a stand-in declares it, so this module names no
     adapter: gim-plugins' hloc adapter declares a torch-only stand-in for the one torchvision call of
     ``hloc.match_dense`` (``F.resize`` on a tensor). Read only for the hloc step modules, whose import reads the
-    entry points for their confs anyway, so declaring fallbacks costs no start-up time.
+    environment's entry points for their confs anyway; interpreter start-up and ``kornia.feature`` never read them.
 
 Rules: the host's own names always win (an hloc conf or model module, a ``kornia.feature`` attribute or submodule of
 the same name is used unchanged); of two plugins registering one name, the distribution found first on ``sys.path``
@@ -59,7 +60,9 @@ fails}); see :func:`import_fallbacks`."""
 GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values(), *FALLBACK_GROUPS.values())
 
 HOOKED = frozenset(CONF_MODULES) | frozenset(ATTRIBUTE_MODULES)
-_entry_point_cache: dict[str, dict[str, object]] | None = None
+_installed: object = None
+"""``importlib.metadata.entry_points()`` of the environment, read on first need (``()`` when reading failed)."""
+_groups: dict[str, dict[str, object]] = {}
 _warned: set[str] = set()
 
 
@@ -81,25 +84,35 @@ def _describe(entry_point: object) -> str:
 
 
 def entry_points(group: str) -> dict[str, object]:
-    """``{name: EntryPoint}`` of one host group; the first distribution on ``sys.path`` wins a duplicate name."""
-    global _entry_point_cache
-    if _entry_point_cache is None:
-        found: dict[str, dict[str, object]] = {g: {} for g in GROUPS}
-        try:
+    """``{name: EntryPoint}`` of one host group; the first distribution on ``sys.path`` wins a duplicate name.
+
+    The environment's entry points are read once per process; each group is selected from them the first time it is
+    asked for, so a process pays only for the groups its imports need (``import kornia.feature`` one, ``import
+    hloc.match_dense`` the confs and fallbacks of the three hloc steps).
+    """
+    found = _groups.get(group)
+    if found is None:
+        found = _groups[group] = _select(group) if group in GROUPS else {}
+    return found
+
+
+def _select(group: str) -> dict[str, object]:
+    global _installed
+    found: dict[str, object] = {}
+    try:
+        if _installed is None:
+            _installed = ()  # a failing scan is not retried for every group
             from importlib.metadata import entry_points as scan
 
-            everything = scan()
-            for name in GROUPS:
-                for ep in everything.select(group=name):
-                    first = found[name].setdefault(ep.name, ep)
-                    if first is not ep and first.value != ep.value:  # type: ignore[attr-defined]
-                        _warn(f"{name!r} has {ep.name!r} twice; using {_describe(first)}, ignoring {_describe(ep)}",
-                              key=f"duplicate:{name}:{ep.name}")
-        except Exception as exc:  # broken metadata of some distribution must not break the host
-            _warn(f"cannot read entry points ({type(exc).__name__}: {exc}); host plugins are unavailable",
-                  key="scan")
-        _entry_point_cache = found
-    return _entry_point_cache.get(group, {})
+            _installed = scan()
+        for ep in _installed.select(group=group) if _installed else ():  # type: ignore[attr-defined]
+            first = found.setdefault(ep.name, ep)
+            if first is not ep and first.value != ep.value:  # type: ignore[attr-defined]
+                _warn(f"{group!r} has {ep.name!r} twice; using {_describe(first)}, ignoring {_describe(ep)}",
+                      key=f"duplicate:{group}:{ep.name}")
+    except Exception as exc:  # broken metadata of some distribution must not break the host
+        _warn(f"cannot read entry points ({type(exc).__name__}: {exc}); host plugins are unavailable", key="scan")
+    return found
 
 
 def merge_confs(confs: object, module_name: str) -> None:
@@ -389,8 +402,9 @@ def _others(fullname: str, path: object, target: object) -> object:
 
 def invalidate_caches() -> None:
     """Forget the entry-point scan (``importlib.invalidate_caches()`` after installing a plugin)."""
-    global _entry_point_cache
-    _entry_point_cache = None
+    global _installed
+    _installed = None
+    _groups.clear()
 
 
 def hook_imported_modules() -> None:

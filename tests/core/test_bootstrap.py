@@ -343,6 +343,20 @@ def test_feature_opt_out_environment_variable(standin: Path) -> None:
     assert "RuntimeWarning" not in explicit.stderr
 
 
+def test_exception_duplicate_plugin_name_warns_and_the_first_on_sys_path_wins(standin: Path, tmp_path: Path) -> None:
+    later = tmp_path / "later"
+    write(later / "later_pkg/__init__.py", "")
+    write(later / "later_pkg/confs.py", 'DENSE = {"output": "later-out", "model": {"name": "later"}}\n')
+    write(later / "later_pkg-0.1.dist-info/METADATA", "Metadata-Version: 2.1\nName: later-pkg\nVersion: 0.1\n")
+    write(later / "later_pkg-0.1.dist-info/entry_points.txt",
+          "[hloc.match_dense.confs]\nplugin_dense = later_pkg.confs:DENSE\n")
+    proc = run_code(standin, "from hloc import match_dense\nprint(match_dense.confs['plugin_dense']['output'])",
+                    env={"PYTHONPATH": os.pathsep.join([str(standin), str(later)])})
+    assert proc.stdout.strip() == "plugin-out"
+    assert proc.stderr.count("has 'plugin_dense' twice") == 1
+    assert "ignoring entry point plugin_dense = later_pkg.confs:DENSE from later-pkg 0.1" in proc.stderr
+
+
 def test_exception_missing_confs_assignment_warns_once(standin: Path) -> None:
     step = standin / "hloc/match_dense.py"
     step.write_text(STANDIN_STEP.format(extra_imports="", confs_name="CONFIGS"))
