@@ -25,8 +25,8 @@ import torch
 
 from gim_plugins.conf import Conf
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, DKMv3
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch, unprefixed_state_dict
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
+from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 
 __all__ = ["GIMDKM", "PRESETS", "remap_gim_dkm"]
 
@@ -91,11 +91,7 @@ class GIMDKM(WarpSamplingMatcher):
         self.net = DKMv3()
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        state_dict = remap_gim_dkm(state_dicts[WEIGHT_NAME])
-        mismatch = state_dict_mismatch(self.net.state_dict(), state_dict)
-        if mismatch:
-            raise ValueError(f"checkpoint does not fit gim_dkm (DKMv3); {mismatch}")
-        self.net.load_state_dict(state_dict, strict=True)
+        load_strict(self.net, remap_gim_dkm(state_dicts[WEIGHT_NAME]), "gim_dkm (DKMv3)")
 
     # ------------------------------------------------------------------------------------------------- matching
 

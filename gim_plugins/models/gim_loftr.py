@@ -35,9 +35,8 @@ import torch.nn.functional as F
 
 from gim_plugins.conf import Conf, ConfError
 from gim_plugins.io import ImageInput, to_image_tensor
-from gim_plugins.models._arch.state_dicts import unprefixed_state_dict
-from gim_plugins.models.aliked_lightglue import load_strict_with_derived
 from gim_plugins.models.base import BaseMatcher
+from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 from gim_plugins.types import MatchResult
 
 __all__ = ["GIMLoFTR", "remap_gim_loftr"]
@@ -92,8 +91,7 @@ class GIMLoFTR(BaseMatcher):
         self.net.backbone_dtype = _PRECISIONS[conf.precision]
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        load_strict_with_derived(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), frozenset(),
-                                 "gim_loftr_50h")
+        load_strict(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), "gim_loftr_50h")
 
     # ------------------------------------------------------------------------------------------------- matching
 

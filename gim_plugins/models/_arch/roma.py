@@ -29,7 +29,7 @@ from torch import nn
 
 from gim_plugins.models._arch.dinov2 import Block, DinoV2ViTL14
 from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, GP, ConvRefiner, _interpolate, black_mask, normalized_grid
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch
+from gim_plugins.models.state_dicts import fit_state_dict
 
 __all__ = ["ANCHOR_RES", "VGG19", "RoMa", "RoMaDecoder", "RoMaEncoder", "TransformerDecoder", "cls_to_flow"]
 
@@ -218,16 +218,13 @@ class RoMa(nn.Module):
         """Strictly load DINOv2 ViT-L/14 weights (Meta's ``dinov2_vitl14_pretrain.pth`` layout).
 
         Raises:
-            ValueError: keys or shapes differ (the message names them).
+            CheckpointMismatchError: keys or shapes differ (the message names them).
         """
-        self.check_dinov2(state_dict)
-        self.encoder.dinov2.load_state_dict(state_dict, strict=True)
+        self.encoder.dinov2.load_state_dict(self.fit_dinov2(state_dict), strict=True)
 
-    def check_dinov2(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Raise ``ValueError`` naming the missing, unexpected and mis-shaped keys of a DINOv2 state dict."""
-        mismatch = state_dict_mismatch(self.encoder.dinov2.state_dict(), state_dict)
-        if mismatch:
-            raise ValueError(f"weights do not fit DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth); {mismatch}")
+    def fit_dinov2(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Check a DINOv2 state dict without loading it (:func:`~gim_plugins.models.state_dicts.fit_state_dict`)."""
+        return fit_state_dict(self.encoder.dinov2, state_dict, "DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth)")
 
     def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
                  coarse: bool) -> dict[int, torch.Tensor]:
