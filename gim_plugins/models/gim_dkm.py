@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 import torch
 
 from gim_plugins.conf import Conf
-from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, DKMv3
+from gim_plugins.models._arch.dkm import DKMv3
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
 from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 

@@ -28,7 +28,7 @@ import torch
 
 from gim_plugins.conf import Conf
 from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
-from gim_plugins.models._arch.dkm import BLACK_THRESHOLD
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models._arch.roma import RoMa
 from gim_plugins.models.base import WeightsArg
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
