@@ -1,6 +1,6 @@
 """GIM-DKM: DKMv3 trained by GIM on 100 h of internet video (ZEB mean AUC@5 51.2), as a dense matcher.
 
-Inference follows GIM exactly (gim-spec.md §3): RGB in [0, 1] without ImageNet normalisation, centred zero padding to
+Inference follows GIM's ``networks/dkm`` exactly: RGB in [0, 1] without ImageNet normalisation, centred zero padding to
 the network's aspect (demo/hloc), a coarse pass at ``h×w``, a refinement pass at ``upsample_res``, zero certainty on
 near-black pixels, symmetric matching and balanced sampling of ``num_samples`` matches. Two configurations of the same
 matcher are named in :data:`PRESETS`: ``gim_dkm-demo`` (the default: GIM's ``demo.py``) and ``gim_dkm-zeb`` (GIM's

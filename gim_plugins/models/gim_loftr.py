@@ -1,6 +1,6 @@
 """gim_loftr: GIM's LoFTR (RGB ResNet-50 pyramid + LoFTR transformers), weights ``gim_loftr_50h``.
 
-What happens to an image (gim-spec.md §2.2, §4):
+What happens to an image (as in GIM's ``demo.py`` and ``networks/loftr``):
 
 1. Sides larger than ``max_side`` (2048 px, the reach of the position encoding; GIM's original crashes beyond it)
    are an error naming the limit, or with ``oversize="resize"`` the image is first scaled so that its long side is
@@ -70,7 +70,7 @@ class GIMLoFTR(BaseMatcher):
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
-    # GIM's ZEB hands LoFTR the 1/8-resolution validity mask of the padded ETH3D/KITTI canvases (gim-spec.md §10.5);
+    # GIM's ZEB hands LoFTR the 1/8-resolution validity mask of the padded ETH3D/KITTI canvases (bottom-right padded);
     # the ZEB runner passes ``match(mask0=, mask1=)`` to matchers that declare this.
     zeb_padding_mask: ClassVar[bool] = True
 

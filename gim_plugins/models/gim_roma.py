@@ -1,9 +1,9 @@
 """GIM-RoMa: RoMa trained by GIM on 100 h of internet video, as a dense matcher.
 
-Inference follows GIM (gim-spec.md §6, §2): RGB in [0, 1] without ImageNet normalisation, centred zero padding to a
-square (``get_padding_size(img, 672, 672)`` in ``demo.py``), a coarse pass at 672×672, a refinement pass at
-1344×1344, zero certainty on near-black pixels, symmetric matching and balanced sampling of 5000 matches (with the
-KDE in float16, as the original). Named setups in :data:`PRESETS`: ``gim_roma-demo`` (the default) and
+Inference follows GIM's ``networks/roma`` and ``demo.py``: RGB in [0, 1] without ImageNet normalisation, centred
+zero padding to a square (``get_padding_size(img, 672, 672)`` in ``demo.py``), a coarse pass at 672×672, a refinement
+pass at 1344×1344, zero certainty on near-black pixels, symmetric matching and balanced sampling of 5000 matches (with
+the KDE in float16, as the original). Named setups in :data:`PRESETS`: ``gim_roma-demo`` (the default) and
 ``gim_roma-zeb`` (GIM's ZEB evaluation: no padding, keep confidence > 0).
 
 Two weight files: ``gim_roma_100h`` (GIM's checkpoint, DINOv2 excluded) and ``dinov2_vitl14`` (Meta's

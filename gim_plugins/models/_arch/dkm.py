@@ -1,12 +1,14 @@
 """DKMv3 (Edstedt et al., "DKM: Dense Kernelized Feature Matching", CVPR 2023) as GIM uses it, written for gim-plugins.
 
 Module and parameter names follow the original so that GIM's ``gim_dkm_100h`` checkpoint loads strictly
-(``encoder.net.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``; gim-spec.md §3.1). The computation is the
-original's (what the weights were trained with), including two behaviours a port could be tempted to "fix":
+(``encoder.net.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``); the constants are upstream DKMv3's. The
+computation is the original's (what the weights were trained with), including two behaviours a port could be tempted
+to "fix":
 
 * no ImageNet normalisation of the RGB input (GIM removed it);
-* the GP's ``sigma_noise`` slice behaviour for N > 2000 (gim-spec.md §3.8): the second symmetric direction at stride 16
-  reuses the first direction's inverse. ``faithful_gp=False`` computes each direction's own inverse instead.
+* the GP's ``sigma_noise`` slice behaviour for N > 2000 conditioning cells (GIM's 672×896 and 660×880 coarse passes
+  have 2352 and 2310 at stride 16): the second symmetric direction at stride 16 reuses the first direction's inverse.
+  ``faithful_gp=False`` computes each direction's own inverse instead.
 
 What differs is *how* it is computed, never *what*:
 

@@ -58,7 +58,8 @@ class GP(nn.Module):
         """Embed ``x`` (B, C, h1, w1) conditioned on ``y`` (B, C, h2, w2); returns ``(B, gp_dim, h1, w1)``.
 
         ``faithful`` keeps the original's behaviour for N = h2·w2 > 2000: every batch item uses the inverse built
-        from batch item 0's conditioning features (gim-spec.md §3.8). Inverses are taken one matrix at a time.
+        from batch item 0's conditioning features (the original adds a batch-1 noise tensor sliced per batch item, so
+        for items ≥ 1 the slice is empty and the one inverse is broadcast). Inverses are taken one matrix at a time.
         """
         with no_autocast():
             x, y = x.float(), y.float()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 __all__ = ["BLACK_THRESHOLD", "black_mask", "no_autocast", "normalized_grid", "resize"]
 
 BLACK_THRESHOLD = 1.0 / 32.0
-"""Pixels below this in all three channels get zero certainty (GIM's padding / semantic-mask exclusion, §2.5)."""
+"""Pixels below this in all three channels get zero certainty (GIM's padding / semantic-mask exclusion)."""
 
 
 def normalized_grid(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """RoMa (Edstedt et al., "RoMa: Robust Dense Feature Matching", CVPR 2024) as GIM uses it, written for gim-plugins.
 
-GIM ships an older Parskatt/RoMa (gim-spec.md §6). Module and parameter names follow it so that ``gim_roma_100h``
+GIM ships an older Parskatt/RoMa (``networks/roma``). Module and parameter names follow it so that ``gim_roma_100h``
 loads strictly (``encoder.cnn.layers.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``); the frozen DINOv2
 ViT-L/14 is held *outside* the state dict, as in the original, and loads from its own file
 (:meth:`RoMa.load_dinov2`).
