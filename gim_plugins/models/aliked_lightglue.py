@@ -18,29 +18,10 @@ import torch
 
 from gim_plugins.conf import Conf
 from gim_plugins.models.base import SparseMatcher
+from gim_plugins.models.state_dicts import ALIKED_DERIVED, LIGHTGLUE_DERIVED, fit_state_dict
 from gim_plugins.types import Features
 
-__all__ = ["ALIKEDLightGlue", "load_strict_with_derived"]
-
-ALIKED_DERIVED = frozenset({"dkd.hw_grid"})
-LIGHTGLUE_DERIVED = frozenset({"confidence_thresholds"})
-
-
-def load_strict_with_derived(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
-                             derived: frozenset[str], what: str) -> None:
-    """``load_state_dict(strict=True)`` where exactly the ``derived`` buffers may be absent from the file.
-
-    The module's own values of those buffers are kept; any other missing or unexpected key is an error naming it.
-    """
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state_dict) - derived)
-    unexpected = sorted(set(state_dict) - set(own))
-    if missing or unexpected:
-        raise RuntimeError(f"{what}: checkpoint does not fit the network; missing keys {missing[:10]}"
-                           f"{'…' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-                           f"{'…' if len(unexpected) > 10 else ''}")
-    full = {**{k: own[k] for k in derived if k in own}, **state_dict}
-    module.load_state_dict(full, strict=True)
+__all__ = ["ALIKEDLightGlue"]
 
 
 class ALIKEDLightGlue(SparseMatcher):
@@ -70,9 +51,11 @@ class ALIKEDLightGlue(SparseMatcher):
                                       flash=conf.flash)
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        load_strict_with_derived(self.extractor, state_dicts["aliked_n16"], ALIKED_DERIVED, "aliked_n16")
-        load_strict_with_derived(self.lightglue, remap_aliked_lightglue(state_dicts["aliked_lightglue"]),
-                                 LIGHTGLUE_DERIVED, "aliked_lightglue")
+        extractor = fit_state_dict(self.extractor, state_dicts["aliked_n16"], "aliked_n16", derived=ALIKED_DERIVED)
+        lightglue = fit_state_dict(self.lightglue, remap_aliked_lightglue(state_dicts["aliked_lightglue"]),
+                                   "aliked_lightglue", derived=LIGHTGLUE_DERIVED)
+        self.extractor.load_state_dict(extractor, strict=True)  # both checked before either is loaded
+        self.lightglue.load_state_dict(lightglue, strict=True)
 
     def _extract(self, image: torch.Tensor) -> Features:
         batch = image[None].to(self.device)

@@ -11,8 +11,11 @@ Images reach ``_match``/``_extract`` already normalised by :func:`gim_plugins.io
 ``(3, H, W)`` RGB in [0, 1] on the CPU. Keypoints leave in the package's pixel convention (:mod:`gim_plugins.types`).
 
 Weights: ``weight_names`` lists the :data:`gim_plugins.weights.WEIGHTS` entries a matcher loads by default.
-``_load_state_dicts({name: state_dict})`` remaps and loads them strictly. ``pretrained=False`` builds random weights
-explicitly (tests, training from scratch); otherwise missing weights are an error that says how to get them.
+``_load_state_dicts({name: state_dict})`` remaps and loads them strictly, through
+:func:`gim_plugins.models.state_dicts.load_strict` (or ``fit_state_dict`` for each file, then ``load_state_dict``,
+when a matcher is built from several files): a checkpoint that does not fit raises ``CheckpointMismatchError``.
+``pretrained=False`` builds random weights explicitly (tests, training from scratch); otherwise missing weights are
+an error that says how to get them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GIM-DKM: DKMv3 trained by GIM on 100 h of internet video (ZEB mean AUC@5 51.2), as a dense matcher.
 
-Inference follows GIM exactly (gim-spec.md §3): RGB in [0, 1] without ImageNet normalisation, centred zero padding to
+Inference follows GIM's ``networks/dkm`` exactly: RGB in [0, 1] without ImageNet normalisation, centred zero padding to
 the network's aspect (demo/hloc), a coarse pass at ``h×w``, a refinement pass at ``upsample_res``, zero certainty on
 near-black pixels, symmetric matching and balanced sampling of ``num_samples`` matches. Two configurations of the same
 matcher are named in :data:`PRESETS`: ``gim_dkm-demo`` (the default: GIM's ``demo.py``) and ``gim_dkm-zeb`` (GIM's
@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 import torch
 
 from gim_plugins.conf import Conf
-from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, DKMv3
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch, unprefixed_state_dict
+from gim_plugins.models._arch.dkm import DKMv3
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
+from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 
 __all__ = ["GIMDKM", "PRESETS", "remap_gim_dkm"]
 
@@ -91,11 +92,7 @@ class GIMDKM(WarpSamplingMatcher):
         self.net = DKMv3()
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        state_dict = remap_gim_dkm(state_dicts[WEIGHT_NAME])
-        mismatch = state_dict_mismatch(self.net.state_dict(), state_dict)
-        if mismatch:
-            raise ValueError(f"checkpoint does not fit gim_dkm (DKMv3); {mismatch}")
-        self.net.load_state_dict(state_dict, strict=True)
+        load_strict(self.net, remap_gim_dkm(state_dicts[WEIGHT_NAME]), "gim_dkm (DKMv3)")
 
     # ------------------------------------------------------------------------------------------------- matching
 

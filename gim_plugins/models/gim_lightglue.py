@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from gim_plugins.conf import Conf, ConfError
-from gim_plugins.models.aliked_lightglue import LIGHTGLUE_DERIVED, load_strict_with_derived
 from gim_plugins.models.base import SparseMatcher
+from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, fit_state_dict
 from gim_plugins.types import Features
 
 __all__ = ["GIMLightGlue", "remap_gim_lightglue"]
@@ -109,8 +109,11 @@ class GIMLightGlue(SparseMatcher):
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         superpoint, lightglue = remap_gim_lightglue(state_dicts["gim_lightglue_100h"])
-        load_strict_with_derived(self.superpoint, superpoint, frozenset(), "gim_lightglue_100h (superpoint.*)")
-        load_strict_with_derived(self.lightglue, lightglue, LIGHTGLUE_DERIVED, "gim_lightglue_100h (model.*)")
+        superpoint = fit_state_dict(self.superpoint, superpoint, "gim_lightglue_100h (superpoint.*)")
+        lightglue = fit_state_dict(self.lightglue, lightglue, "gim_lightglue_100h (model.*)",
+                                   derived=LIGHTGLUE_DERIVED)
+        self.superpoint.load_state_dict(superpoint, strict=True)  # both checked before either is loaded
+        self.lightglue.load_state_dict(lightglue, strict=True)
 
     @staticmethod
     def processed_size(image_size: tuple[int, int]) -> tuple[int, int]:

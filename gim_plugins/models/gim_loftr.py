@@ -1,6 +1,6 @@
 """gim_loftr: GIM's LoFTR (RGB ResNet-50 pyramid + LoFTR transformers), weights ``gim_loftr_50h``.
 
-What happens to an image (gim-spec.md §2.2, §4):
+What happens to an image (as in GIM's ``demo.py`` and ``networks/loftr``):
 
 1. Sides larger than ``max_side`` (2048 px, the reach of the position encoding; GIM's original crashes beyond it)
    are an error naming the limit, or with ``oversize="resize"`` the image is first scaled so that its long side is
@@ -35,9 +35,8 @@ import torch.nn.functional as F
 
 from gim_plugins.conf import Conf, ConfError
 from gim_plugins.io import ImageInput, to_image_tensor
-from gim_plugins.models._arch.state_dicts import unprefixed_state_dict
-from gim_plugins.models.aliked_lightglue import load_strict_with_derived
 from gim_plugins.models.base import BaseMatcher
+from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 from gim_plugins.types import MatchResult
 
 __all__ = ["GIMLoFTR", "remap_gim_loftr"]
@@ -71,7 +70,7 @@ class GIMLoFTR(BaseMatcher):
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
-    # GIM's ZEB hands LoFTR the 1/8-resolution validity mask of the padded ETH3D/KITTI canvases (gim-spec.md §10.5);
+    # GIM's ZEB hands LoFTR the 1/8-resolution validity mask of the padded ETH3D/KITTI canvases (bottom-right padded);
     # the ZEB runner passes ``match(mask0=, mask1=)`` to matchers that declare this.
     zeb_padding_mask: ClassVar[bool] = True
 
@@ -92,8 +91,7 @@ class GIMLoFTR(BaseMatcher):
         self.net.backbone_dtype = _PRECISIONS[conf.precision]
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        load_strict_with_derived(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), frozenset(),
-                                 "gim_loftr_50h")
+        load_strict(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), "gim_loftr_50h")
 
     # ------------------------------------------------------------------------------------------------- matching
 

@@ -1,9 +1,9 @@
 """GIM-RoMa: RoMa trained by GIM on 100 h of internet video, as a dense matcher.
 
-Inference follows GIM (gim-spec.md §6, §2): RGB in [0, 1] without ImageNet normalisation, centred zero padding to a
-square (``get_padding_size(img, 672, 672)`` in ``demo.py``), a coarse pass at 672×672, a refinement pass at
-1344×1344, zero certainty on near-black pixels, symmetric matching and balanced sampling of 5000 matches (with the
-KDE in float16, as the original). Named setups in :data:`PRESETS`: ``gim_roma-demo`` (the default) and
+Inference follows GIM's ``networks/roma`` and ``demo.py``: RGB in [0, 1] without ImageNet normalisation, centred
+zero padding to a square (``get_padding_size(img, 672, 672)`` in ``demo.py``), a coarse pass at 672×672, a refinement
+pass at 1344×1344, zero certainty on near-black pixels, symmetric matching and balanced sampling of 5000 matches (with
+the KDE in float16, as the original). Named setups in :data:`PRESETS`: ``gim_roma-demo`` (the default) and
 ``gim_roma-zeb`` (GIM's ZEB evaluation: no padding, keep confidence > 0).
 
 Two weight files: ``gim_roma_100h`` (GIM's checkpoint, DINOv2 excluded) and ``dinov2_vitl14`` (Meta's
@@ -28,11 +28,11 @@ import torch
 
 from gim_plugins.conf import Conf
 from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
-from gim_plugins.models._arch.dkm import BLACK_THRESHOLD
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models._arch.roma import RoMa
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch, unprefixed_state_dict
 from gim_plugins.models.base import WeightsArg
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
+from gim_plugins.models.state_dicts import fit_state_dict, unprefixed_state_dict
 
 __all__ = ["DINOV2_NAME", "PRESETS", "WEIGHT_NAME", "GIMRoMa", "remap_gim_roma"]
 
@@ -102,16 +102,13 @@ class GIMRoMa(WarpSamplingMatcher):
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         state_dict = remap_gim_roma(state_dicts[WEIGHT_NAME])
-        expected = self.net.state_dict()
-        mismatch = state_dict_mismatch(expected, state_dict)
-        if mismatch:
-            hint = (" (DINOv2 tensors belong in the separate dinov2_vitl14 file)"
-                    if any(k.startswith(("encoder.dinov2", "blocks.", "pos_embed")) for k in state_dict
-                           if k not in expected) else "")
-            raise ValueError(f"checkpoint does not fit gim_roma (RoMa); {mismatch}{hint}")
-        self.net.check_dinov2(state_dicts[DINOV2_NAME])  # both checked before anything is loaded
-        self.net.load_state_dict(state_dict, strict=True)
-        self.net.load_dinov2(state_dicts[DINOV2_NAME])
+        # The network's own keys never start like DINOv2's (it is hidden from RoMa's state_dict()).
+        hint = (" (DINOv2 tensors belong in the separate dinov2_vitl14 file)"
+                if any(k.startswith(("encoder.dinov2", "blocks.", "pos_embed")) for k in state_dict) else "")
+        gim = fit_state_dict(self.net, state_dict, "gim_roma (RoMa)", hint=hint)
+        dinov2 = self.net.fit_dinov2(state_dicts[DINOV2_NAME])  # both checked before anything is loaded
+        self.net.load_state_dict(gim, strict=True)
+        self.net.encoder.dinov2.load_state_dict(dinov2, strict=True)
 
     # ------------------------------------------------------------------------------------------------- matching
 

@@ -1,6 +1,6 @@
 """RootSIFT with mutual nearest neighbours and a ratio test: GIM's ZEB classical baseline.
 
-As in GIM's ``trainer/lightning.py`` (gim-spec.md §10.6): OpenCV SIFT with ``nfeatures = H·W // 64`` and
+As in GIM's ``trainer/lightning.py``: OpenCV SIFT with ``nfeatures = H·W // 64`` and
 ``contrastThreshold = 1e-5``; RootSIFT descriptors (L1-normalise, square root); a match is a mutual nearest
 neighbour under the dot product whose ratio of the two best distances ``sqrt(2 − 2·sim)`` is below 0.8. The score is
 the dot-product similarity. OpenCV keypoints already use the package's pixel convention (centre at integer).

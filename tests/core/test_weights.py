@@ -351,3 +351,26 @@ def test_feature_pickle_error_type_is_what_torch_raises(tmp_path):
     path = _save(tmp_path / "p.ckpt", {"x": _Unpicklable()})
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
+
+
+# ------------------------------------------------------------------------------------------------ package layout
+
+
+def test_feature_package_import_is_cheap_and_keeps_the_former_names():
+    """``gim_plugins.weights`` is a package of small modules; importing it stays torch-free and every public name of
+    the former single module is still reachable from the package (``gim weights`` and the matchers import them)."""
+    former = ["WEIGHTS", "HashMismatchError", "UnsafeCheckpointError", "WeightSpec", "WeightStatus", "WheelSource",
+              "cache_dir", "fetch_weights", "file_hashes", "import_weights", "load_state_dict_file", "resolve_weights",
+              "status", "verify_weights", "ENV_WEIGHTS_DIR", "INDEX_FILE", "SLIM_SUFFIX", "download", "get_spec",
+              "identify", "search_dirs", "target_dir"]
+    code = ("import sys, gim_plugins.weights as w; "
+            f"missing = [n for n in {former!r} if not hasattr(w, n)]; "
+            "heavy = [m for m in ('torch', 'numpy', 'tqdm') if m in sys.modules]; "
+            "print(missing, heavy)")
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] []"
+    assert sorted(weights.__all__) == sorted(former[:14])
+    from gim_plugins.weights import catalogue, hashes
+
+    assert catalogue.WEIGHTS is weights.WEIGHTS is hashes.WEIGHTS  # one table: monkeypatch.setitem reaches every module

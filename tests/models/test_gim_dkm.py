@@ -17,8 +17,11 @@ import torch
 
 from gim_plugins.conf import ConfError
 from gim_plugins.matching import load_matcher
-from gim_plugins.models._arch.dkm import GP, DKMv3, black_mask, cos_kernel, local_correlation, normalized_grid
+from gim_plugins.models._arch.dkm import DKMv3
 from gim_plugins.models._arch.dkm_sampling import balanced_sample, kde
+from gim_plugins.models._arch.gp import GP, cos_kernel
+from gim_plugins.models._arch.grids import black_mask, normalized_grid
+from gim_plugins.models._arch.refiners import local_correlation
 from gim_plugins.models.dense_warp import padding_to_aspect
 from gim_plugins.models.gim_dkm import GIMDKM, PRESETS, remap_gim_dkm
 from gim_plugins.types import MatchResult

@@ -20,8 +20,8 @@ import torch
 
 from gim_plugins.conf import ConfError, merge_conf, to_plain
 from gim_plugins.matching import load_matcher
-from gim_plugins.models._arch.dkm import normalized_grid
 from gim_plugins.models._arch.dkm_sampling import kde
+from gim_plugins.models._arch.grids import normalized_grid
 from gim_plugins.models._arch.roma import ANCHOR_RES, RoMa, cls_to_flow
 from gim_plugins.models.gim_roma import PRESETS, GIMRoMa, remap_gim_roma
 from gim_plugins.types import MatchResult

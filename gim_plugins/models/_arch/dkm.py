@@ -1,12 +1,14 @@
 """DKMv3 (Edstedt et al., "DKM: Dense Kernelized Feature Matching", CVPR 2023) as GIM uses it, written for gim-plugins.
 
 Module and parameter names follow the original so that GIM's ``gim_dkm_100h`` checkpoint loads strictly
-(``encoder.net.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``; gim-spec.md §3.1). The computation is the
-original's (what the weights were trained with), including two behaviours a port could be tempted to "fix":
+(``encoder.net.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``); the constants are upstream DKMv3's. The
+computation is the original's (what the weights were trained with), including two behaviours a port could be tempted
+to "fix":
 
 * no ImageNet normalisation of the RGB input (GIM removed it);
-* the GP's ``sigma_noise`` slice behaviour for N > 2000 (gim-spec.md §3.8): the second symmetric direction at stride 16
-  reuses the first direction's inverse. ``faithful_gp=False`` computes each direction's own inverse instead.
+* the GP's ``sigma_noise`` slice behaviour for N > 2000 conditioning cells (GIM's 672×896 and 660×880 coarse passes
+  have 2352 and 2310 at stride 16): the second symmetric direction at stride 16 reuses the first direction's inverse.
+  ``faithful_gp=False`` computes each direction's own inverse instead.
 
 What differs is *how* it is computed, never *what*:
 
@@ -19,44 +21,28 @@ What differs is *how* it is computed, never *what*:
   a time, so intermediates are bounded by one image's feature map;
 * intermediates are released as soon as they are used.
 
-See ``UPSTREAM.md`` for the upstream files this follows.
+This module holds the DKM-only parts (encoder, DFN coarse decoder, decoder loop, network); the parts RoMa shares
+live in :mod:`~gim_plugins.models._arch.gp` (the GP embedding), :mod:`~gim_plugins.models._arch.refiners` (conv
+refiners, local correlation) and :mod:`~gim_plugins.models._arch.grids` (coordinate grids, resizing, black mask). See
+``UPSTREAM.md`` for the upstream files this follows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gim_plugins.models._arch.gp import GP, GP_DIM
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD, black_mask, normalized_grid, resize
+from gim_plugins.models._arch.refiners import ConvRefiner
 from gim_plugins.models._arch.resnet import ResNet50Trunk
 
-__all__ = [
-    "BLACK_THRESHOLD",
-    "CAB",
-    "DFN",
-    "GP",
-    "RRB",
-    "ConvRefiner",
-    "DKMDecoder",
-    "DKMEncoder",
-    "DKMv3",
-    "cos_kernel",
-    "local_correlation",
-    "normalized_grid",
-]
+__all__ = ["BLACK_THRESHOLD", "CAB", "DFN", "RRB", "DKMDecoder", "DKMEncoder", "DKMv3"]
 
-BLACK_THRESHOLD = 1.0 / 32.0
-"""Pixels below this in all three channels get zero certainty (GIM's padding / semantic-mask exclusion, §2.5)."""
-
-GP_DIM, DFN_DIM, FEAT_DIM = 256, 384, 256
-KERNEL_TEMPERATURE = 0.2
-SIGMA_NOISE = 0.1
-GP_LOOP_THRESHOLD = 2000
-"""The original GP inverts per batch item (with the slice behaviour) above this many conditioning cells."""
+DFN_DIM, FEAT_DIM = 384, 256
 
 # (stride, input channels, hidden channels, displacement-embedding dim, local correlation radius or 0)
 REFINERS: tuple[tuple[int, int, int, int, int], ...] = (
@@ -68,28 +54,6 @@ REFINERS: tuple[tuple[int, int, int, int, int], ...] = (
 )
 COARSE_SCALES = (32, 16)
 """Strides decoded by the GP + DFN; finer ones only by the refiners."""
-
-
-def normalized_grid(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(2, h, w)`` pixel-centre coordinates in [-1, 1] (``align_corners=False``), channel 0 = x, 1 = y."""
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=device)
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=device)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack((grid_x, grid_y))
-
-
-def _interpolate(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-@contextlib.contextmanager
-def _fp32() -> Iterator[None]:
-    """Leave any surrounding autocast region (the GP's kernel inverse must stay in float32)."""
-    if torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda"):
-        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            yield
-    else:
-        yield
 
 
 # ------------------------------------------------------------------------------------------------------- encoder
@@ -178,223 +142,6 @@ class DFN(nn.Module):
         return preds[:, -2:], preds[:, :-2], context
 
 
-# ---------------------------------------------------------------------------------------------------------- GP
-
-
-def cos_kernel(x: torch.Tensor, y: torch.Tensor, temperature: float = KERNEL_TEMPERATURE,
-               eps: float = 1e-6) -> torch.Tensor:
-    """``exp((cos(x, y) − 1) / T)`` for ``(B, N, D)`` × ``(B, M, D)`` → ``(B, N, M)`` (DKM's ``CosKernel``)."""
-    c = torch.einsum("bnd,bmd->bnm", x, y) / (x.norm(dim=-1)[..., None] * y.norm(dim=-1)[:, None] + eps)
-    return ((c - 1.0) / torch.tensor(temperature, device=c.device)).exp()
-
-
-class GP(nn.Module):
-    """Gaussian-process embedding: the posterior mean of a Fourier coordinate basis of the other image.
-
-    ``mu = K(x, y) · (K(y, y) + σ² I)⁻¹ · φ(grid_y)`` with the cosine kernel, σ² = 0.1 and
-    ``φ(p) = cos(8π · pos_conv(p))`` (``no_cov=True``: no covariance features).
-    """
-
-    def __init__(self, gp_dim: int = GP_DIM) -> None:
-        super().__init__()
-        self.pos_conv = nn.Conv2d(2, gp_dim, 1)
-        self.dim = gp_dim
-
-    def basis(self, h: int, w: int, device: torch.device, batch: int = 1) -> torch.Tensor:
-        """``(batch, gp_dim, h, w)`` Fourier embedding of the pixel-centre grid.
-
-        The grid is laid out as the original builds it (``(b, h, w, 2)`` expanded over the batch, viewed as
-        ``(b, 2, h, w)``): that channels-last view selects a different convolution kernel than a contiguous grid,
-        and the GP's ill-conditioned kernel inverse turns the ~1e-6 difference into ~1e-3 (RoMa's anchor arg-max then
-        flips near-tied cells).
-        """
-        coords = normalized_grid(h, w, device).permute(1, 2, 0).contiguous()[None].expand(batch, h, w, 2)
-        return torch.cos(8 * math.pi * self.pos_conv(coords.permute(0, 3, 1, 2)))
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, *, faithful: bool = True) -> torch.Tensor:
-        """Embed ``x`` (B, C, h1, w1) conditioned on ``y`` (B, C, h2, w2); returns ``(B, gp_dim, h1, w1)``.
-
-        ``faithful`` keeps the original's behaviour for N = h2·w2 > 2000: every batch item uses the inverse built
-        from batch item 0's conditioning features (gim-spec.md §3.8). Inverses are taken one matrix at a time.
-        """
-        with _fp32():
-            x, y = x.float(), y.float()
-            b, _, h1, w1 = x.shape
-            _, _, h2, w2 = y.shape
-            n = h2 * w2
-            f = self.basis(h2, w2, y.device, b).flatten(2).transpose(1, 2)  # (B, N, D)
-            x, y = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)
-            noise = SIGMA_NOISE * torch.eye(n, device=y.device)[None]
-            items = 1 if faithful and n > GP_LOOP_THRESHOLD else b
-            inverse = torch.cat([torch.linalg.inv(cos_kernel(y[k : k + 1], y[k : k + 1]) + noise)
-                                 for k in range(items)])
-            del noise
-            weights = inverse.matmul(f)  # (items, N, D); broadcasts over the batch when items == 1
-            del inverse
-            mu = cos_kernel(x, y).matmul(weights)
-            return mu.transpose(1, 2).reshape(b, self.dim, h1, w1)
-
-
-# ----------------------------------------------------------------------------------------------------- refiners
-
-
-def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: int, flow: torch.Tensor,
-                      out: torch.Tensor | None = None, budget: int = 1 << 24) -> torch.Tensor:
-    """Correlation of ``feature0`` with ``feature1`` sampled in a (2r+1)² window around ``flow``.
-
-    Equals DKM's ``local_correlation(..., flow=flow)``: for every query pixel p and window offset (i, j) the dot
-    product of ``feature0[p]`` with ``feature1`` bilinearly sampled (zero padding, ``align_corners=False``) at
-    ``flow[p]`` shifted by (j − r, i − r) pixels, divided by sqrt(C).
-
-    The window offsets are whole pixels, so all (2r+1)² samples of one query pixel share the same bilinear weights
-    and read from the same (2r+2)² integer neighbourhood. This computes the (2r+2)² plain dot products once and
-    blends them with the bilinear weights, instead of interpolating (2r+1)² full feature vectors — about 4× less
-    memory traffic — and it never holds more than ``budget`` gathered floats (the original holds a
-    ``(B, C, H, W, (2r+1)²)`` tensor: 5.5 GB at stride 8 of GIM's 1152×1536 pass).
-
-    Args:
-        feature0: ``(B, C, H, W)`` query features.
-        feature1: ``(B, C, H', W')`` support features.
-        radius: window radius r.
-        flow: ``(B, 2, H, W)`` normalised target coordinates of each query pixel.
-        out: optional ``(B, (2r+1)², H, W)`` tensor to write into.
-        budget: the most gathered feature values held at once.
-
-    Returns:
-        ``(B, (2r+1)², H, W)``, offset index ``k = i·(2r+1) + j`` for row offset i and column offset j.
-    """
-    b, c, h, w = feature0.shape
-    h1, w1 = feature1.shape[-2:]
-    side, nbr = 2 * radius + 1, 2 * radius + 2
-    if out is None:
-        out = feature0.new_empty(b, side * side, h, w)
-    shifts = torch.arange(-radius, radius + 2, device=feature0.device)
-    for k in range(b):
-        # grid_sample's unnormalisation (align_corners=False), its floor and its bilinear weights.
-        ix = ((flow[k, 0].reshape(-1) + 1) * w1 - 1) / 2
-        iy = ((flow[k, 1].reshape(-1) + 1) * h1 - 1) / 2
-        x0, y0 = ix.floor(), iy.floor()
-        fx, fy = ix - x0, iy - y0
-        cols = x0.long()[:, None] + shifts  # (HW, 2r+2)
-        rows = y0.long()[:, None] + shifts
-        inside = ((rows >= 0) & (rows < h1))[:, :, None] & ((cols >= 0) & (cols < w1))[:, None, :]
-        index = torch.where(inside, rows[:, :, None] * w1 + cols[:, None, :], h1 * w1).reshape(h * w, -1)
-        del cols, rows, inside
-        support = torch.cat((feature1[k].permute(1, 2, 0).reshape(-1, c), feature1.new_zeros(1, c)))  # (H'W'+1, C)
-        query = feature0[k].permute(1, 2, 0).reshape(-1, c)  # (HW, C); a view for channels-last features
-        dots = feature0.new_empty(h * w, nbr * nbr)
-        step = max(1, budget // (nbr * nbr * c))
-        for start in range(0, h * w, step):
-            stop = start + step
-            rows = index[start:stop]
-            gathered = torch.index_select(support, 0, rows.reshape(-1)).view(*rows.shape, c)  # (P, (2r+2)², C)
-            torch.bmm(gathered, query[start:stop, :, None], out=dots[start:stop, :, None])
-            del gathered
-        del index, support
-        dots = dots.view(h * w, nbr, nbr)
-        wx, wy = fx[:, None, None], fy[:, None, None]
-        corr = ((1 - wy) * ((1 - wx) * dots[:, :-1, :-1] + wx * dots[:, :-1, 1:])
-                + wy * ((1 - wx) * dots[:, 1:, :-1] + wx * dots[:, 1:, 1:]))
-        corr /= c**0.5
-        out[k].permute(1, 2, 0).copy_(corr.view(h, w, side * side))
-    return out
-
-
-class ConvRefiner(nn.Module):
-    """Depthwise-separable conv stack predicting a displacement (2) and a certainty delta (1) at one stride.
-
-    Input: the query features, the support features warped by the current flow, a linear embedding of the flow's
-    displacement from the identity grid and (strides 16, 8, 4) the local correlation around the flow target.
-    """
-
-    def __init__(self, in_dim: int, hidden_dim: int, emb_dim: int, corr_radius: int = 0, hidden_blocks: int = 8,
-                 kernel_size: int = 5, certainty_last: bool = False) -> None:
-        super().__init__()
-        self.certainty_last = certainty_last
-        """Output channel order: DKM's ``[certainty, dx, dy]`` (False) or RoMa's ``[dx, dy, certainty]`` (True)."""
-        self.block1 = self._block(in_dim, hidden_dim, kernel_size)
-        self.hidden_blocks = nn.Sequential(*[self._block(hidden_dim, hidden_dim, kernel_size)
-                                             for _ in range(hidden_blocks)])
-        self.out_conv = nn.Conv2d(hidden_dim, 3, 1)
-        self.disp_emb = nn.Conv2d(2, emb_dim, 1)
-        self.local_corr_radius = corr_radius
-
-    @staticmethod
-    def _block(in_dim: int, out_dim: int, kernel_size: int) -> nn.Sequential:
-        if out_dim % in_dim:
-            raise ValueError(f"depthwise block needs out_dim divisible by in_dim, got {out_dim}, {in_dim}")
-        return nn.Sequential(
-            nn.Conv2d(in_dim, out_dim, kernel_size, padding=kernel_size // 2, groups=in_dim),
-            nn.BatchNorm2d(out_dim),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_dim, out_dim, 1),
-        )
-
-    def inputs(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, emb_scale: float = 1.0) -> torch.Tensor:
-        """The refiner input ``[x, y warped by flow, displacement embedding, local correlation]``.
-
-        Computed in float32 and written into one channels-last tensor of the compute dtype (bfloat16 inside a bf16
-        autocast region), so no concatenated copy or layout conversion is needed.
-
-        Args:
-            x: ``(1, C, h, w)`` query features.
-            y: ``(1, C, h, w)`` support features.
-            flow: ``(1, 2, h, w)`` normalised coordinates in the support image.
-            emb_scale: factor on the displacement before its embedding (DKM: 1; RoMa: ``40/32 · scale_factor``).
-        """
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
-        with _fp32():
-            x, y, flow = x.float(), y.float(), flow.float()
-            _, c, h, w = x.shape
-            emb = self.disp_emb.out_channels
-            corr = (2 * self.local_corr_radius + 1) ** 2 if self.local_corr_radius else 0
-            d = torch.empty((1, 2 * c + emb + corr, h, w), dtype=dtype, device=x.device,
-                            memory_format=torch.channels_last)
-            d[:, :c] = x
-            d[:, c : 2 * c] = F.grid_sample(y, flow.permute(0, 2, 3, 1), align_corners=False)
-            displacement = flow - normalized_grid(h, w, x.device)[None]
-            d[:, 2 * c : 2 * c + emb] = self.disp_emb(displacement if emb_scale == 1.0 else emb_scale * displacement)
-            if corr:
-                local_correlation(x, y, self.local_corr_radius, flow, out=d[:, 2 * c + emb :])
-        return d
-
-    def forward(self, feats: torch.Tensor, flow: torch.Tensor, support: tuple[int, ...],
-                emb_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refine every batch item of ``feats`` against batch item ``support[k]`` (symmetric matching: [1, 0]).
-
-        Items run one at a time, in channels-last layout (faster depthwise and 1×1 convolutions on CPU), with each
-        block's batch norm folded into its depthwise convolution (eval mode), so intermediates are bounded by two
-        copies of one image's refiner input.
-
-        Returns:
-            ``(certainty delta (B,1,h,w), displacement in pixels/4 (B,2,h,w))``, float32.
-        """
-        blocks = [self._folded(block) for block in (self.block1, *self.hidden_blocks)]
-        outputs = []
-        for k, other in enumerate(support):
-            d = self.inputs(feats[k : k + 1], feats[other : other + 1], flow[k : k + 1], emb_scale)
-            for (weight, bias, groups, padding), pointwise in zip(blocks, (self.block1, *self.hidden_blocks)):
-                d = F.relu_(F.conv2d(d, weight, bias, padding=padding, groups=groups))
-                d = pointwise[3](d)
-            outputs.append(self.out_conv(d).float())
-            del d
-        out = torch.cat(outputs)
-        if self.certainty_last:
-            return out[:, -1:], out[:, :-1]
-        return out[:, :-2], out[:, -2:]
-
-    def _folded(self, block: nn.Sequential) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        """The block's depthwise conv with its eval-mode batch norm folded in: ``(weight, bias, groups, padding)``."""
-        conv, bn = block[0], block[1]
-        if bn.training:
-            raise RuntimeError("ConvRefiner folds batch norm for inference; call .eval() first")
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        weight = conv.weight * scale[:, None, None, None]
-        bias = (conv.bias - bn.running_mean) * scale + bn.bias
-        return weight, bias, conv.groups, conv.padding[0]
-
-
 # ------------------------------------------------------------------------------------------------------ decoder
 
 
@@ -433,7 +180,7 @@ class DKMDecoder(nn.Module):
         if upsample:
             if certainty is None:
                 raise ValueError("the upsampling pass needs both flow and certainty")
-            flow, certainty = _interpolate(flow, sizes[8]), _interpolate(certainty, sizes[8])
+            flow, certainty = resize(flow, sizes[8]), resize(certainty, sizes[8])
         else:
             context = torch.zeros(b, self.embedding_decoder.internal_dim, *sizes[32], device=device)
             flow = normalized_grid(*sizes[32], device)[None].expand(b, 2, *sizes[32])
@@ -446,7 +193,7 @@ class DKMDecoder(nn.Module):
                 f = self.proj[key](f)
             if scale in COARSE_SCALES:
                 assert context is not None
-                context = _interpolate(context, sizes[scale])
+                context = resize(context, sizes[scale])
                 embedding = self.gps[key](f, f[list(support)], faithful=faithful_gp)
                 flow, certainty, context = self.embedding_decoder(embedding, f, context, scale)
                 flow, certainty = flow.float(), certainty.float()
@@ -462,7 +209,7 @@ class DKMDecoder(nn.Module):
             if scale in keep:
                 out[scale] = (flow, certainty)
             if scale != 1:
-                flow, certainty = _interpolate(flow, sizes[scale // 2]), _interpolate(certainty, sizes[scale // 2])
+                flow, certainty = resize(flow, sizes[scale // 2]), resize(certainty, sizes[scale // 2])
         return out
 
 
@@ -480,7 +227,7 @@ class DKMv3(nn.Module):
     def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
                  coarsest: int) -> dict[int, torch.Tensor]:
         """Encoder features of the batch ``[A; B]`` resized to ``size`` (stride 1: the resized images, float32)."""
-        batch = torch.cat((_interpolate(image_a, size), _interpolate(image_b, size)))
+        batch = torch.cat((resize(image_a, size), resize(image_b, size)))
         feats = self.encoder(batch.contiguous(memory_format=torch.channels_last), coarsest=coarsest)
         feats[1] = batch
         return feats
@@ -510,7 +257,7 @@ class DKMv3(nn.Module):
         with autocast:
             coarse = self.decoder(self._pyramid(image_a, image_b, size, 32), faithful_gp=faithful_gp, keep=(16, 1))
             out_size = tuple(upsample_res) if upsample_res is not None else tuple(size)
-            attenuation = _interpolate(coarse[16][1], out_size)
+            attenuation = resize(coarse[16][1], out_size)
             attenuation = 0.5 * attenuation * (attenuation < 0)
             flow, certainty = coarse[1]
             del coarse
@@ -528,23 +275,3 @@ class DKMv3(nn.Module):
         grid = normalized_grid(*out_size, flow.device).permute(1, 2, 0)
         warp = torch.cat((torch.cat((grid, flow[0]), dim=-1), torch.cat((flow[1], grid), dim=-1)), dim=1)
         return warp, torch.cat((certainty[0, 0], certainty[1, 0]), dim=1)
-
-
-def black_mask(image: torch.Tensor, size: tuple[int, int], threshold: float) -> torch.Tensor:
-    """``(h, w)`` mask of near-black pixels of a ``(1, 3, H, W)`` image, nearest-resized to ``size``.
-
-    Equal to thresholding at full resolution and resizing the mask with ``F.interpolate(mode="nearest")`` (as GIM
-    does), but only the pixels nearest-neighbour resizing selects are read, so a large image costs no full-size mask.
-    """
-    _, _, height, width = image.shape
-    rows = _nearest_indices(height, size[0], image.device)
-    cols = _nearest_indices(width, size[1], image.device)
-    pixels = image[0][:, rows][:, :, cols]
-    return (pixels < threshold).all(dim=0)
-
-
-def _nearest_indices(length: int, out_length: int, device: torch.device) -> torch.Tensor:
-    """Source indices that 2-D ``F.interpolate(mode="nearest")`` reads along one axis, computed by that same kernel
-    (on a float32 ``(length, 1)`` index image, exact below 2²⁴ px; the 1-D kernel rounds differently)."""
-    source = torch.arange(length, dtype=torch.float32, device=device)[None, None, :, None]
-    return F.interpolate(source, size=(out_length, 1), mode="nearest")[0, 0, :, 0].long()

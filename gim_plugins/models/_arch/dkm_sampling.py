@@ -1,4 +1,4 @@
-"""DKM's "threshold_balanced" match sampling (gim-spec.md §3.4), with a memory-bounded kernel density estimate.
+"""DKM's "threshold_balanced" match sampling, with a memory-bounded kernel density estimate.
 
 The original builds the full ``(4N)²`` distance matrix of the candidate matches (20,000² floats, 1.6 GB, and ≈3.5 GB
 peak for N = 5000); :func:`kde` computes the same densities in row blocks. Each block calls the same ``torch.cdist``

@@ -1,11 +1,12 @@
 """GIM-LoFTR: our RGB ResNet-50 pyramid (:mod:`.loftr_backbone`) + kornia's LoFTR transformer and matching modules.
 
 Everything after the backbone is upstream LoFTR and kornia 0.9 has it with the same parameter names and shapes
-(hosts.md §2.4): ``loftr_coarse`` (4 × self/cross linear-attention layers, d=256), ``CoarseMatching`` (dual softmax,
-temperature 0.1, mutual nearest neighbours above a threshold, 2-cell border removal), ``FinePreprocess`` without the
-coarse-feature concatenation (``fine_concat_coarse_feat=False``: no parameters), ``loftr_fine`` (1 × self/cross,
-d=128) and ``FineMatching`` (5×5 soft-argmax expectation, refinement in image 1 only). The module order and names
-make ``state_dict()`` equal ``manifests/gim_loftr.json`` key for key, in order.
+(random GIM-LoFTR weights load into kornia's modules with every non-backbone key matched): ``loftr_coarse`` (4 ×
+self/cross linear-attention layers, d=256), ``CoarseMatching`` (dual softmax, temperature 0.1, mutual nearest
+neighbours above a threshold, 2-cell border removal), ``FinePreprocess`` without the coarse-feature concatenation
+(``fine_concat_coarse_feat=False``: no parameters), ``loftr_fine`` (1 × self/cross, d=128) and ``FineMatching`` (5×5
+soft-argmax expectation, refinement in image 1 only). The module order and names make ``state_dict()`` equal
+``tests/fixtures/manifests/gim_loftr.json`` key for key, in order.
 
 The sine position encoding is a non-persistent buffer that no checkpoint holds. ``temp_bug_fix`` selects its
 frequencies: GIM's ``main`` hard-codes ``False`` (the "buggy" upstream encoding) and that is what the released
@@ -36,7 +37,7 @@ MAX_COARSE_CELLS = 256
 
 
 def loftr_config(*, temp_bug_fix: bool = False, coarse_threshold: float = 0.2, border_rm: int = 2) -> dict[str, Any]:
-    """GIM's LoFTR configuration in kornia's config layout (gim-spec.md §4.1)."""
+    """GIM's LoFTR configuration (its ``networks/loftr/config.py``) in kornia's config layout."""
     from kornia.feature.loftr.loftr import default_cfg
 
     cfg = copy.deepcopy(default_cfg)

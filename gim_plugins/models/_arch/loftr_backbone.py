@@ -2,7 +2,7 @@
 
 Upstream LoFTR (and kornia) use a small BasicBlock ResNet on gray images; GIM swapped in torchvision's ResNet-50
 (``encode``: RGB stem without max-pool, ``layer1``–``layer3`` at strides 2, 4, 8 with 256, 512, 1024 channels) and
-kept LoFTR's top-down pyramid with GIM's widths (gim-spec.md §4.2):
+kept LoFTR's top-down pyramid with GIM's widths:
 
 * coarse (1/8, 256 ch): ``layer3_outconv`` 1×1 1024→256 of the stride-8 trunk output;
 * 1/4: ``layer2_outconv`` 1×1 512→256 plus the ×2 upsampled coarse map, then ``layer2_outconv2``
@@ -11,7 +11,7 @@ kept LoFTR's top-down pyramid with GIM's widths (gim-spec.md §4.2):
   (3×3 196→196, BN, LeakyReLU, 3×3 196→128).
 
 Upsampling is bilinear with ``align_corners=True`` (LoFTR's choice); no convolution has a bias. Parameter names are
-those of the original module (``backbone.*`` in ``manifests/gim_loftr.json``).
+those of the original module (``backbone.*`` in ``tests/fixtures/manifests/gim_loftr.json``).
 
 With ``fast=True`` (the default) inference folds every batch norm into the convolution before it and runs in
 channels-last layout: the trunk and pyramid are ~85 % of GIM-LoFTR's FLOPs, much of it at 1/2 resolution where

@@ -1,6 +1,6 @@
 """RoMa (Edstedt et al., "RoMa: Robust Dense Feature Matching", CVPR 2024) as GIM uses it, written for gim-plugins.
 
-GIM ships an older Parskatt/RoMa (gim-spec.md §6). Module and parameter names follow it so that ``gim_roma_100h``
+GIM ships an older Parskatt/RoMa (``networks/roma``). Module and parameter names follow it so that ``gim_roma_100h``
 loads strictly (``encoder.cnn.layers.*``, ``decoder.{embedding_decoder,gps,proj,conv_refiner}.*``); the frozen DINOv2
 ViT-L/14 is held *outside* the state dict, as in the original, and loads from its own file
 (:meth:`RoMa.load_dinov2`).
@@ -10,7 +10,8 @@ DINOv2 patch tokens as the stride-"16" features (really stride 14), a GP embeddi
 classifies each coarse cell into one of 64×64 anchors (turned into coordinates by a 5-neighbour soft-argmax), then
 DKM-style refiners at 16, 8, 4, 2, 1 with the displacement embedding scaled by ``40/32 · scale_factor``.
 
-Shared with :mod:`~gim_plugins.models._arch.dkm` (same code, same numbers): the GP (RoMa's has no N > 2000 slice
+Shared with DKM (:mod:`~gim_plugins.models._arch.gp`, :mod:`~gim_plugins.models._arch.refiners`,
+:mod:`~gim_plugins.models._arch.grids`; same code, same numbers): the GP (RoMa's has no N > 2000 slice
 branch: every batch item uses its own inverse, i.e. ``faithful=False`` there), the cosine kernel, the conv refiners and
 their local correlation, the coordinate grid and the black-pixel mask. As for DKM, the batched ``linalg.inv`` (which
 crashes on some oneMKL CPUs) is a per-matrix loop, refiners run one batch item at a time, and the upsampling pass
@@ -28,8 +29,10 @@ import torch
 from torch import nn
 
 from gim_plugins.models._arch.dinov2 import Block, DinoV2ViTL14
-from gim_plugins.models._arch.dkm import BLACK_THRESHOLD, GP, ConvRefiner, _interpolate, black_mask, normalized_grid
-from gim_plugins.models._arch.state_dicts import state_dict_mismatch
+from gim_plugins.models._arch.gp import GP
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD, black_mask, normalized_grid, resize
+from gim_plugins.models._arch.refiners import ConvRefiner
+from gim_plugins.models.state_dicts import fit_state_dict
 
 __all__ = ["ANCHOR_RES", "VGG19", "RoMa", "RoMaDecoder", "RoMaEncoder", "TransformerDecoder", "cls_to_flow"]
 
@@ -182,7 +185,7 @@ class RoMaDecoder(nn.Module):
         if upsample:
             if certainty is None:
                 raise ValueError("the upsampling pass needs both flow and certainty")
-            flow, certainty = _interpolate(flow, sizes[8]), _interpolate(certainty, sizes[8])
+            flow, certainty = resize(flow, sizes[8]), resize(certainty, sizes[8])
         emb_scale = EMB_SCALE * scale_factor
         out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for scale in scales:
@@ -202,7 +205,7 @@ class RoMaDecoder(nn.Module):
             if scale in keep:
                 out[scale] = (flow, certainty)
             if scale != 1:
-                flow, certainty = _interpolate(flow, sizes[scale // 2]), _interpolate(certainty, sizes[scale // 2])
+                flow, certainty = resize(flow, sizes[scale // 2]), resize(certainty, sizes[scale // 2])
         return out
 
 
@@ -218,20 +221,17 @@ class RoMa(nn.Module):
         """Strictly load DINOv2 ViT-L/14 weights (Meta's ``dinov2_vitl14_pretrain.pth`` layout).
 
         Raises:
-            ValueError: keys or shapes differ (the message names them).
+            CheckpointMismatchError: keys or shapes differ (the message names them).
         """
-        self.check_dinov2(state_dict)
-        self.encoder.dinov2.load_state_dict(state_dict, strict=True)
+        self.encoder.dinov2.load_state_dict(self.fit_dinov2(state_dict), strict=True)
 
-    def check_dinov2(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Raise ``ValueError`` naming the missing, unexpected and mis-shaped keys of a DINOv2 state dict."""
-        mismatch = state_dict_mismatch(self.encoder.dinov2.state_dict(), state_dict)
-        if mismatch:
-            raise ValueError(f"weights do not fit DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth); {mismatch}")
+    def fit_dinov2(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Check a DINOv2 state dict without loading it (:func:`~gim_plugins.models.state_dicts.fit_state_dict`)."""
+        return fit_state_dict(self.encoder.dinov2, state_dict, "DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth)")
 
     def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
                  coarse: bool) -> dict[int, torch.Tensor]:
-        batch = torch.cat((_interpolate(image_a, size), _interpolate(image_b, size)))
+        batch = torch.cat((resize(image_a, size), resize(image_b, size)))
         return self.encoder(batch, coarse=coarse)
 
     @torch.inference_mode()
@@ -254,7 +254,7 @@ class RoMa(nn.Module):
         """
         coarse = self.decoder(self._pyramid(image_a, image_b, size, True), keep=(16, 1))
         out_size = tuple(upsample_res) if upsample_res is not None else tuple(size)
-        attenuation = _interpolate(coarse[16][1], out_size)
+        attenuation = resize(coarse[16][1], out_size)
         attenuation = 0.5 * attenuation * (attenuation < 0)
         flow, certainty = coarse[1]
         del coarse

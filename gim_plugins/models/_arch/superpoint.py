@@ -10,9 +10,10 @@ channels), 2×2 max-pooling after the first three, so features at stride 8 — a
   keypoints, then L2-normalised again.
 
 Parameter names (``conv1a`` … ``convDb``, all convolutions with bias) are those of the released weights, so the
-``superpoint.*`` tensors of GIM's ``gim_lightglue_100h`` load strictly (``manifests/gim_lightglue_superpoint.json``).
+``superpoint.*`` tensors of GIM's ``gim_lightglue_100h`` load strictly
+(``tests/fixtures/manifests/gim_lightglue_superpoint.json``).
 
-Keypoint selection with GIM's settings (gim-spec.md §5.1):
+Keypoint selection with the settings GIM uses everywhere (radius 3, threshold 0, 4-px border, 2048 points):
 
 1. non-maximum suppression with a ``(2r+1)²`` window (r = 3) by max-pooling: a pixel survives if it is the maximum
    of its window; twice, the windows of the survivors are blanked and new maxima among the remaining pixels are
