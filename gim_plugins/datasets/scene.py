@@ -5,8 +5,8 @@ downloaded. The scikit-image wheel ships one real rectified stereo pair with a d
 (:mod:`gim_plugins.datasets.motorcycle`). The left image and its disparity give a metric depth map; novel views are
 rendered from it with :mod:`gim_plugins.datasets.render` (z-buffered supersampled splat, hole filling, backward
 colour sampling, appearance changes), and the real right image is added with its calibrated pose. This module holds
-the scene's data: the source samples, the real views, the camera layout, ground-truth correspondences and the
-on-disk format.
+the scene's data: the source samples, the real views, camera layouts (views, smooth paths), a moving object,
+ground-truth correspondences and the on-disk format.
 
 World frame and conventions (those of :mod:`gim_plugins.datasets.views`):
     * The world frame is the camera frame of the real left camera (x right, y down, z forward), in metres.
@@ -31,6 +31,11 @@ baselines of 0.13–0.46 m to the left camera (the camera centres span 1.06 m) a
 every render overlaps every other (SfM is well conditioned), while disocclusions (10–30 % black pixels) and scale
 changes keep the matching non-trivial. The real right camera sits 0.193 m to the right of the left one (R = I).
 
+Videos: :func:`smooth_path` gives a smooth camera path inside the same range of views, :func:`moving_card` a
+textured card crossing the scene in front of the motorcycle, and :func:`render_motorcycle_path` renders the frames
+one at a time (:class:`~gim_plugins.datasets.views.Frame`: image, depth, exact camera, the card's mask and pose).
+:func:`correspondences` between frames leaves out the pixels covered by the card.
+
 On-disk format (:func:`write_scene` / :func:`read_scene`): the images as PNG files named after the views, and
 ``poses.json`` = ``{"format": "gim_plugins.scene/1", "world": ..., "units": "metres", "pixel_convention":
 "centre-at-integer", "views": [{"name", "width", "height", "K": 3×3, "R": 3×3, "t": [3], "depth": file or null}]}``;
@@ -44,7 +49,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,19 +57,24 @@ import numpy as np
 
 from gim_plugins.atomic import atomic_write_bytes
 from gim_plugins.datasets import motorcycle
-from gim_plugins.datasets.render import PointSet, degrade, render
-from gim_plugins.datasets.views import Camera, SceneView, check_camera, look_at
+from gim_plugins.datasets.render import MovingObject, PointSet, degrade, render, render_path
+from gim_plugins.datasets.views import Camera, Frame, SceneView, check_camera, look_at
 
 __all__ = [
     "FORMAT",
     "Camera",
+    "Frame",
+    "MovingObject",
     "SceneView",
     "correspondences",
+    "moving_card",
     "read_scene",
     "relative_pose",
+    "render_motorcycle_path",
     "render_motorcycle_scene",
     "render_view",
     "scene_extent",
+    "smooth_path",
     "source_points",
     "write_scene",
 ]
@@ -227,6 +237,125 @@ def render_motorcycle_scene(num_views: int = 12, *, seed: int = 0, include_real:
     return views
 
 
+def _clamped_bspline(keys: np.ndarray, count: int) -> np.ndarray:
+    """``count`` evenly spaced samples ``(count, D)`` of the uniform cubic B-spline of ``keys`` ``(N, D)``, with the
+    end keys tripled so the curve starts and ends on them at rest. It stays inside the keys' convex hull."""
+    control = np.concatenate([keys[:1], keys[:1], keys, keys[-1:], keys[-1:]])
+    segments = len(control) - 3
+    s = np.linspace(0.0, segments, count)
+    j = np.minimum(s.astype(int), segments - 1)
+    u = (s - j)[:, None]
+    basis = [(1 - u) ** 3, 3 * u**3 - 6 * u**2 + 4, -3 * u**3 + 3 * u**2 + 3 * u + 1, u**3]
+    return sum(b * control[j + k] for k, b in enumerate(basis)) / 6.0
+
+
+def smooth_path(num_frames: int, *, seed: int = 0, spread_deg: float = 9.0, num_keys: int = 6,
+                scale: float = 1.0) -> list[Camera]:
+    """A smooth camera path through the motorcycle scene (for ground-truth videos), deterministic per ``seed``.
+
+    ``num_keys`` key poses stay inside the range of :func:`render_motorcycle_scene`'s views, which the source renders
+    without large holes: the azimuth sweeps from +``spread_deg`` to −``spread_deg`` (jittered by 1°: the camera moves
+    from left to right, world x growing), the elevation stays inside the ellipse of half-axes ``spread_deg`` and
+    0.6·``spread_deg``, the distance to the target is ×0.85…1.10, the roll ±4°, and the look-at target moves within
+    ±0.1 m (x, y) of the median scene point. Every parameter (camera position angles, distance, roll, target)
+    follows the uniform cubic B-spline of the keys, with the end keys tripled: twice continuously differentiable,
+    never outside the keys' range (a B-spline stays in their convex hull), starting on the first key and ending on
+    the last one at rest. More frames sample the same curve more densely.
+
+    Args:
+        num_frames: number of cameras.
+        seed: draws the key poses.
+        spread_deg: half-angle of the range of views (degrees).
+        num_keys: key poses (more keys: a busier path).
+        scale: image scale relative to the 741×500 source (``K`` scaled, pixel-centre convention kept).
+
+    Returns:
+        ``num_frames`` cameras with the left camera's intrinsics (scaled).
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if num_keys < 2:
+        raise ValueError(f"num_keys must be >= 2, got {num_keys}")
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    rng = np.random.default_rng(seed)
+    target, distance, azimuth0, elevation0 = _orbit()
+    azimuth = np.clip(np.linspace(spread_deg, -spread_deg, num_keys) + rng.uniform(-1.0, 1.0, num_keys),
+                      -spread_deg, spread_deg)
+    room = np.sqrt(np.clip(1.0 - (azimuth / spread_deg) ** 2, 0.0, 1.0)) if spread_deg > 0 else np.zeros(num_keys)
+    elevation = 0.6 * spread_deg * room * rng.uniform(-1.0, 1.0, num_keys)
+    keys = np.column_stack([azimuth, elevation, rng.uniform(0.85, 1.10, num_keys), rng.uniform(-4.0, 4.0, num_keys),
+                            rng.uniform(-0.1, 0.1, (num_keys, 2))])
+    K, size = _left_camera()[0], _source().left.shape[:2]
+    cameras = []
+    for az, el, dist, roll, dx, dy in _clamped_bspline(keys, num_frames):
+        look = target + np.array([dx, dy, 0.0])
+        center = _orbit_center(look, dist * distance, azimuth0 + math.radians(az), elevation0 + math.radians(el))
+        camera = Camera.look_at(center, look, K, size, math.radians(roll))
+        cameras.append(camera if scale == 1.0 else camera.scaled(scale))
+    return cameras
+
+
+def _bundled_image(name: str) -> np.ndarray:
+    """An RGB photo shipped inside scikit-image (e.g. ``"astronaut.png"``, ``"coffee.png"``)."""
+    from gim_plugins.io import read_image
+
+    return read_image(motorcycle.data_dir() / name)[..., :3]
+
+
+def _rotation(axis: int, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    i, j = [k for k in range(3) if k != axis]
+    R = np.eye(3)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+def moving_card(num_frames: int, *, first: int | None = None, last: int | None = None,
+                texture: np.ndarray | None = None, width_m: float = 0.4, depth_m: float = 1.6,
+                supersample: int = 2) -> MovingObject:
+    """A flat textured card crossing the scene in front of the motorcycle, for paths of ``num_frames`` frames.
+
+    The card (default texture: scikit-image's astronaut photo, ``width_m`` wide) is present on frames
+    ``first … last − 1`` (default: the middle half of the path) and absent elsewhere. It moves at constant speed on
+    a straight line from x = −1.2 m to x = +1.2 m at height y = 0 and depth z = ``depth_m`` (world frame; the
+    motorcycle's nearest surface is 2.1 m from the left camera), turning about the vertical axis from −30° to +30°
+    and about its normal from −10° to +10°. In its rest coordinates it lies in the plane z = 0, centred on the origin.
+
+    Returns:
+        A :class:`MovingObject` with ``num_frames`` poses (``None`` where absent).
+    """
+    first = num_frames // 4 if first is None else first
+    last = (3 * num_frames) // 4 if last is None else last
+    if not 0 <= first < last <= num_frames:
+        raise ValueError(f"need 0 <= first < last <= num_frames, got first={first}, last={last}, "
+                         f"num_frames={num_frames}")
+    texture = _bundled_image("astronaut.png") if texture is None else np.asarray(texture)
+    height, width = texture.shape[:2]
+    focal = width / width_m  # the texture seen from 1 m in front of the card
+    K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    camera = Camera(K, np.eye(3), np.array([0.0, 0.0, 1.0]), (height, width))
+    points = PointSet.from_depth(texture, np.ones((height, width)), camera, supersample=supersample)
+    poses: list[np.ndarray | None] = [None] * num_frames
+    for index in range(first, last):
+        fraction = (index - first) / max(last - 1 - first, 1)
+        pose = np.eye(4)
+        pose[:3, :3] = _rotation(1, math.radians(-30.0 + 60.0 * fraction)) @ _rotation(
+            2, math.radians(-10.0 + 20.0 * fraction))
+        pose[:3, 3] = [-1.2 + 2.4 * fraction, 0.0, depth_m]
+        poses[index] = pose
+    return MovingObject(points, poses)
+
+
+def render_motorcycle_path(cameras: Sequence[Camera], *, moving: MovingObject | None = None, supersample: int = 2,
+                           max_hole_area: int = 48, appearance: float = 0.0, seed: int = 0) -> Iterator[Frame]:
+    """Render the motorcycle scene along a camera path, one frame at a time (see
+    :func:`gim_plugins.datasets.render.render_path`): e.g. ``render_motorcycle_path(smooth_path(300),
+    moving=moving_card(300))``."""
+    return render_path(cameras, source_points(supersample), moving=moving, max_hole_area=max_hole_area,
+                       appearance=appearance, seed=seed)
+
+
 def relative_pose(view0: SceneView, view1: SceneView) -> tuple[np.ndarray, np.ndarray]:
     """``(R, t)`` mapping camera-0 coordinates to camera-1 coordinates (``X1 = R @ X0 + t``, metres)."""
     R = view1.R @ view0.R.T
@@ -239,7 +368,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
 
     Pixels of ``view0`` on a grid of ``step`` px with a finite depth are projected into ``view1``; a pair is kept
     when it lands inside ``view1`` and is visible there (``view1``'s depth at the nearest pixel agrees within
-    ``tolerance`` relative depth).
+    ``tolerance`` relative depth). For :class:`Frame` views, pixels covered by the moving object are left out on
+    both sides (neither a ``view0`` pixel on the object nor a ``view1`` landing pixel on it), so every pair is a
+    point of the static scene.
 
     Returns:
         ``(k0, k1)``: ``(N, 2)`` float64 pixels (package convention); ``k0`` on integer pixel centres.
@@ -251,6 +382,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
     rows, cols = rows.ravel(), cols.ravel()
     z0 = view0.depth[rows, cols]
     keep = np.isfinite(z0)
+    mask0 = getattr(view0, "object_mask", None)
+    if mask0 is not None:
+        keep &= ~mask0[rows, cols]
     k0 = np.stack([cols[keep], rows[keep]], axis=1).astype(np.float64)
     uv, z1 = view1.project(view0.backproject(k0, z0[keep]))
     height1, width1 = view1.size
@@ -260,6 +394,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
     row1 = np.clip(np.rint(np.nan_to_num(uv[:, 1])).astype(int), 0, height1 - 1)
     with np.errstate(invalid="ignore"):
         visible = inside & (np.abs(view1.depth[row1, col1] - z1) <= tolerance * z1)
+    mask1 = getattr(view1, "object_mask", None)
+    if mask1 is not None:
+        visible &= ~mask1[row1, col1]
     return k0[visible], uv[visible]
 
 
