@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CALIBRATION", "StereoCalibration", "disparity_agreement", "load_disparity", "paths"]
+__all__ = ["CALIBRATION", "StereoCalibration", "data_dir", "disparity_agreement", "load_disparity", "paths"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class StereoCalibration:
 CALIBRATION = StereoCalibration()
 
 
-def _data_dir() -> Path:
+def data_dir() -> Path:
+    """The data folder of the installed scikit-image (its bundled photos: the motorcycle pair, astronaut, coffee …)."""
     try:
         import skimage
     except ImportError as exc:  # pragma: no cover - scikit-image is a dependency
@@ -56,7 +57,7 @@ def _data_dir() -> Path:
 
 def paths() -> dict[str, Path]:
     """``{"left", "right", "disparity"}`` file paths inside the installed scikit-image."""
-    directory = _data_dir()
+    directory = data_dir()
     found = {"left": directory / "motorcycle_left.png", "right": directory / "motorcycle_right.png",
              "disparity": directory / "motorcycle_disp.npz"}
     missing = [str(p) for p in found.values() if not p.is_file()]

@@ -1,29 +1,23 @@
-"""A multi-view scene with exact ground truth, rendered offline from the real Middlebury motorcycle pair.
+"""The motorcycle scene: many views with exact ground truth, rendered offline from the real Middlebury pair.
 
 Why: SfM, pose and matcher tests need many views of a real scene with exact intrinsics and poses, and nothing can be
 downloaded. The scikit-image wheel ships one real rectified stereo pair with a dense ground-truth disparity
 (:mod:`gim_plugins.datasets.motorcycle`). The left image and its disparity give a metric depth map; novel views are
-rendered from it, and the real right image is added with its calibrated pose.
+rendered from it with :mod:`gim_plugins.datasets.render` (z-buffered supersampled splat, hole filling, backward
+colour sampling, appearance changes), and the real right image is added with its calibrated pose. This module holds
+the scene's data: the source samples, the real views, camera layouts (views, smooth paths), a moving object,
+ground-truth correspondences and the on-disk format.
 
-World frame and conventions:
+World frame and conventions (those of :mod:`gim_plugins.datasets.views`):
     * The world frame is the camera frame of the real left camera (x right, y down, z forward), in metres.
     * ``R, t`` map world to camera: ``X_cam = R @ X_world + t``; the camera centre is ``-R.T @ t``.
     * ``K`` uses the package pixel convention (centre of the top-left pixel at (0, 0)): a camera point ``X`` is seen
       at ``(K @ X)[:2] / X[2]``. The Middlebury principal points are used as given.
     * ``depth`` is the z coordinate (metres) in the view's camera frame, ``inf`` where unknown.
 
-Rendering (:func:`render_view`):
-    1. Depth splat: every left pixel is cut into ``supersample²`` samples (disparity interpolated bilinearly inside
-       smooth 2×2 cells, which is exact for planes since disparity is affine there; nearest at depth edges),
-       back-projected, projected into the new camera and z-buffered (nearest sample wins per pixel).
-    2. Holes: connected holes of at most ``max_hole_area`` pixels get the mean inverse depth of their finite
-       neighbours; larger holes (disocclusions, the border, unknown disparity) stay ``inf``.
-    3. Colour: each pixel with finite depth is back-projected with that depth and the left image is sampled
-       bilinearly where it lands (no pixel quantisation in the colours). Pixels without depth are black.
-    4. Appearance (``appearance`` > 0, renders only): per-view exposure, gamma, white balance, defocus blur and
-       sensor noise, so that a render is not a pixel-perfect resampling of the left photo.
-    Colours and depth of a render are therefore consistent by construction; the test checks it independently by
-    projecting the left view's ground truth into the renders.
+Source samples (:func:`source_points`): the left photo's disparity is interpolated inside smooth 2×2 cells (at most
+1 px of disparity apart; disparity is affine on planes, so planes are exact) and converted to depth with the stereo
+calibration ``Z = f·B / (d + doffs)``.
 
 Difficulty (measured, 12 renders + the real right image against the left one, essential matrix + recoverPose,
 AUC of max(rotation, translation-direction) error): RootSIFT AUC@5/10/20 = 77.0 / 88.5 / 94.3 (seed 0),
@@ -36,6 +30,11 @@ the left camera), with centres on a golden-angle spiral: azimuth within ±``spre
 baselines of 0.13–0.46 m to the left camera (the camera centres span 1.06 m) and 1.6–10° rotations relative to it:
 every render overlaps every other (SfM is well conditioned), while disocclusions (10–30 % black pixels) and scale
 changes keep the matching non-trivial. The real right camera sits 0.193 m to the right of the left one (R = I).
+
+Videos: :func:`smooth_path` gives a smooth camera path inside the same range of views, :func:`moving_card` a
+textured card crossing the scene in front of the motorcycle, and :func:`render_motorcycle_path` renders the frames
+one at a time (:class:`~gim_plugins.datasets.views.Frame`: image, depth, exact camera, the card's mask and pose).
+:func:`correspondences` between frames leaves out the pixels covered by the card.
 
 On-disk format (:func:`write_scene` / :func:`read_scene`): the images as PNG files named after the views, and
 ``poses.json`` = ``{"format": "gim_plugins.scene/1", "world": ..., "units": "metres", "pixel_convention":
@@ -50,7 +49,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,86 +57,30 @@ import numpy as np
 
 from gim_plugins.atomic import atomic_write_bytes
 from gim_plugins.datasets import motorcycle
+from gim_plugins.datasets.render import MovingObject, PointSet, degrade, render, render_path
+from gim_plugins.datasets.views import Camera, Frame, SceneView, check_camera, look_at
 
 __all__ = [
     "FORMAT",
+    "Camera",
+    "Frame",
+    "MovingObject",
     "SceneView",
     "correspondences",
+    "moving_card",
     "read_scene",
     "relative_pose",
+    "render_motorcycle_path",
     "render_motorcycle_scene",
     "render_view",
     "scene_extent",
+    "smooth_path",
+    "source_points",
     "write_scene",
 ]
 
 FORMAT = "gim_plugins.scene/1"
 POSES_FILE = "poses.json"
-_NEAR = 0.05  # metres: points closer to a camera are not rendered
-
-
-@dataclass(frozen=True, eq=False)
-class SceneView:
-    """One view of the scene with its exact camera.
-
-    Attributes:
-        name: file name, e.g. ``"render_00.png"``, ``"left.png"``, ``"right.png"``.
-        image: ``(H, W, 3)`` uint8 RGB.
-        K: ``(3, 3)`` float64 intrinsics, package pixel convention (centre of the top-left pixel at (0, 0)).
-        R: ``(3, 3)`` float64 world-to-camera rotation.
-        t: ``(3,)`` float64 world-to-camera translation in metres (world frame = the real left camera).
-        depth: ``(H, W)`` float32 depth in metres along the camera's z axis, ``inf`` where unknown; or ``None``.
-    """
-
-    name: str
-    image: np.ndarray
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    depth: np.ndarray | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(H, W)`` of the image."""
-        return int(self.image.shape[0]), int(self.image.shape[1])
-
-    @property
-    def center(self) -> np.ndarray:
-        """Camera centre in world coordinates (metres)."""
-        return -self.R.T @ self.t
-
-    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project ``(N, 3)`` world points: ``(N, 2)`` pixels and ``(N,)`` depths (pixels are NaN behind the camera)."""
-        points = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
-        uv, z = _project_rows(self.K, self.R, self.t, points.T)
-        return uv.T, z
-
-    def backproject(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """World points ``(N, 3)`` of ``(N, 2)`` pixels at the given camera-frame depths ``(N,)``."""
-        uv = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-        return _backproject_rows(self.K, self.R, self.t, uv.T, np.asarray(depth, dtype=np.float64).ravel()).T
-
-
-def _apply(M: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``M @ rows`` for a 3×3 ``M`` and ``(3, N)`` rows, written out per row (much faster than BLAS for N×3)."""
-    return np.stack([M[i, 0] * rows[0] + M[i, 1] * rows[1] + M[i, 2] * rows[2] for i in range(3)])
-
-
-def _project_rows(K: np.ndarray, R: np.ndarray, t: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(3, N)`` world points → ``(2, N)`` pixels (NaN behind the camera) and ``(N,)`` camera depths."""
-    cam = _apply(R, points) + t[:, None]
-    z = cam[2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pix = _apply(K, cam)
-        uv = pix[:2] / z
-    uv[:, ~(z > 0)] = np.nan
-    return uv, z
-
-
-def _backproject_rows(K: np.ndarray, R: np.ndarray, t: np.ndarray, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """``(2, N)`` pixels at camera depths ``(N,)`` → ``(3, N)`` world points."""
-    rays = _apply(np.linalg.inv(K), np.concatenate([uv, np.ones((1, uv.shape[1]))]))
-    return _apply(R.T, rays * depth - t[:, None])
 
 
 @dataclass(frozen=True)
@@ -171,102 +114,19 @@ def _right_camera() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return motorcycle.CALIBRATION.K("right"), np.eye(3), np.array([-motorcycle.CALIBRATION.baseline_mm / 1000, 0, 0])
 
 
-def _supersampled_points(disparity: np.ndarray, supersample: int, edge: float = 1.0) -> np.ndarray:
-    """World points ``(3, M)`` of ``supersample²`` samples per left pixel with a finite disparity.
-
-    The disparity of a sample is interpolated bilinearly from the 2×2 cell around it when the cell is finite and
-    spans at most ``edge`` px of disparity; otherwise (depth edges, unknown neighbours) the pixel's own value is used,
-    so no sample floats between a foreground and a background surface.
-    """
+def _disparity_to_depth(disparity: np.ndarray) -> np.ndarray:
+    """Metres from left-image disparity: ``Z = f·B / (d + doffs)``."""
     cal = motorcycle.CALIBRATION
-    height, width = disparity.shape
-    padded = np.pad(disparity, 1, mode="edge")
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    chunks = []
-    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
-    for oy in offsets:
-        for ox in offsets:
-            sx, sy = int(np.sign(ox)), int(np.sign(oy))
-            d00 = disparity
-            d01 = padded[1:height + 1, 1 + sx:width + 1 + sx]
-            d10 = padded[1 + sy:height + 1 + sy, 1:width + 1]
-            d11 = padded[1 + sy:height + 1 + sy, 1 + sx:width + 1 + sx]
-            ax, ay = abs(ox), abs(oy)
-            stack = np.stack([d00, d01, d10, d11])
-            with np.errstate(invalid="ignore"):
-                smooth = np.isfinite(stack).all(0) & (np.ptp(stack, axis=0) <= edge)
-                interp = (1 - ay) * ((1 - ax) * d00 + ax * d01) + ay * ((1 - ax) * d10 + ax * d11)
-            disp = np.where(smooth, interp, d00)
-            valid = np.isfinite(disp)
-            z = cal.focal * cal.baseline_mm / 1000.0 / (disp[valid] + cal.doffs)
-            u, v = cols[valid] + ox, rows[valid] + oy
-            chunks.append(np.stack([(u - cal.cx_left) * z / cal.focal, (v - cal.cy) * z / cal.focal, z]))
-    return np.concatenate(chunks, axis=1)
+    return cal.focal * cal.baseline_mm / 1000.0 / (disparity + cal.doffs)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_points(supersample: int) -> np.ndarray:
-    points = _supersampled_points(_source().disparity, supersample)
-    points.setflags(write=False)
-    return points
-
-
-def _splat_depth(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
-                 size: tuple[int, int]) -> np.ndarray:
-    """z-buffered nearest-pixel splat: the depth of the closest sample landing in each pixel, ``inf`` elsewhere."""
-    height, width = size
-    uv, z = _project_rows(K, R, t, points)
-    with np.errstate(invalid="ignore"):
-        u, v = np.rint(uv[0]), np.rint(uv[1])
-        keep = (z > _NEAR) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    index = (v[keep] * width + u[keep]).astype(np.int64)
-    depth = np.full(height * width, np.inf, dtype=np.float64)
-    np.minimum.at(depth, index, z[keep])  # the z-buffer: nearest sample per pixel
-    return depth.astype(np.float32).reshape(height, width)
-
-
-def _fill_small_holes(depth: np.ndarray, max_hole_area: int) -> np.ndarray:
-    """Fill connected holes of at most ``max_hole_area`` pixels with the mean inverse depth of their neighbours."""
-    import cv2
-
-    if max_hole_area <= 0:
-        return depth
-    holes = ~np.isfinite(depth)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
-    small_labels = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] <= max_hole_area)
-    small_labels = small_labels[small_labels != 0]
-    todo = np.isin(labels, small_labels) & holes
-    depth = depth.copy()
-    kernel = np.ones((3, 3), np.float32)
-    while todo.any():
-        finite = np.isfinite(depth)
-        inv = np.where(finite, 1.0 / np.where(finite, depth, 1.0), 0.0).astype(np.float32)
-        total = cv2.filter2D(inv, -1, kernel, borderType=cv2.BORDER_CONSTANT)
-        weight = cv2.filter2D(finite.astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT)
-        ready = todo & (weight > 0)
-        if not ready.any():
-            break
-        depth[ready] = weight[ready] / total[ready]
-        todo &= ~ready
-    return depth
-
-
-def _backward_colours(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Sample the left image where each pixel's 3D point lands (bilinear); black where the depth is unknown."""
-    import cv2
-
-    height, width = depth.shape
-    finite = np.isfinite(depth)
-    rows, cols = np.nonzero(finite)
-    points = _backproject_rows(K, R, t, np.stack([cols, rows]).astype(np.float64), depth[finite].astype(np.float64))
-    uv, _ = _project_rows(*_left_camera(), points)
-    map_x = np.full((height, width), -10.0, np.float32)
-    map_y = np.full((height, width), -10.0, np.float32)
-    map_x[finite], map_y[finite] = np.nan_to_num(uv[0], nan=-10.0), np.nan_to_num(uv[1], nan=-10.0)
-    image = cv2.remap(np.ascontiguousarray(_source().left), map_x, map_y, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    image[~finite] = 0
-    return image
+def source_points(supersample: int = 2) -> PointSet:
+    """The scene's samples: ``supersample²`` per left pixel with ground truth, coloured by the left photo."""
+    source = _source()
+    camera = Camera(*_left_camera(), source.left.shape[:2])
+    return PointSet.from_field(source.left, source.disparity, _disparity_to_depth, camera, supersample=supersample,
+                               edge=1.0)
 
 
 def render_view(name: str, K: np.ndarray, R: np.ndarray, t: np.ndarray, *, size: tuple[int, int] | None = None,
@@ -282,61 +142,34 @@ def render_view(name: str, K: np.ndarray, R: np.ndarray, t: np.ndarray, *, size:
     """
     if supersample < 1:
         raise ValueError(f"supersample must be >= 1, got {supersample}")
-    K, R, t = (np.asarray(a, dtype=np.float64) for a in (K, R, t))
-    if K.shape != (3, 3) or R.shape != (3, 3) or t.shape != (3,):
-        raise ValueError(f"expected K (3, 3), R (3, 3), t (3,), got {K.shape}, {R.shape}, {t.shape}")
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
-        raise ValueError("R must be a rotation matrix")
-    size = size or _source().left.shape[:2]
-    depth = _splat_depth(_cached_points(supersample), K, R, t, size)
-    depth = _fill_small_holes(depth, max_hole_area)
-    return SceneView(name, _backward_colours(depth, K, R, t), K, R, t, depth)
-
-
-def _degrade(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Camera-like appearance changes: exposure, gamma, white balance, defocus blur and sensor noise.
-
-    Why: clean renders of one photo are easier to match than real view pairs (AUC@5 ≈ 88 for RootSIFT); these
-    changes bring the difficulty back to that of real image pairs. ``strength`` 0 returns the image unchanged.
-    """
-    import cv2
-
-    if strength <= 0:
-        return image
-    black = ~image.any(axis=2)
-    gain = 1.0 + strength * rng.uniform(-0.25, 0.25)
-    gamma = 1.0 + strength * rng.uniform(-0.2, 0.2)
-    balance = 1.0 + strength * rng.uniform(-0.06, 0.06, size=3)
-    blur = strength * rng.uniform(0.3, 1.0)
-    noise = strength * rng.uniform(1.0, 3.0)
-    values = image.astype(np.float32) / 255.0
-    values = np.clip(values * gain * balance, 0.0, 1.0) ** gamma
-    values = cv2.GaussianBlur(values, (0, 0), blur)
-    values = values * 255.0 + rng.normal(0.0, noise, values.shape).astype(np.float32)
-    out = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    out[black] = 0
-    return out
-
-
-def _look_at(center: np.ndarray, target: np.ndarray, roll: float) -> tuple[np.ndarray, np.ndarray]:
-    """World-to-camera ``(R, t)`` of a camera at ``center`` looking at ``target`` (y down), rolled by ``roll`` rad."""
-    z = target - center
-    z /= np.linalg.norm(z)
-    x = np.cross(np.array([0.0, 1.0, 0.0]), z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    c, s = math.cos(roll), math.sin(roll)
-    roll_z = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    R = roll_z @ np.stack([x, y, z])
-    return R, -R @ center
+    K, R, t = check_camera(K, R, t)
+    camera = Camera(K, R, t, size or _source().left.shape[:2])
+    result = render(camera, source_points(supersample), max_hole_area=max_hole_area)
+    return SceneView(name, result.image, K, R, t, result.depth)
 
 
 def _left_points() -> np.ndarray:
     """``(3, N)`` world points of the left pixels with ground truth (one per pixel)."""
     depth = _source().depth
     rows, cols = np.nonzero(np.isfinite(depth))
-    uv = np.stack([cols, rows]).astype(np.float64)
-    return _backproject_rows(*_left_camera(), uv, depth[rows, cols].astype(np.float64))
+    uv = np.stack([cols, rows], axis=1).astype(np.float64)
+    return Camera(*_left_camera(), depth.shape).backproject(uv, depth[rows, cols].astype(np.float64)).T
+
+
+@functools.lru_cache(maxsize=1)
+def _orbit() -> tuple[np.ndarray, float, float, float]:
+    """The median scene point, its distance and the azimuth / elevation (radians) of the left camera's ray to it."""
+    target = np.median(_left_points(), axis=1)
+    target.setflags(write=False)
+    distance = float(np.linalg.norm(target))
+    return target, distance, math.atan2(target[0], target[2]), math.asin(target[1] / distance)
+
+
+def _orbit_center(target: np.ndarray, distance: float, azimuth: float, elevation: float) -> np.ndarray:
+    """Centre of a camera at ``distance`` from ``target``, in the direction given by the angles (radians)."""
+    direction = np.array([math.sin(azimuth) * math.cos(elevation), math.sin(elevation),
+                          math.cos(azimuth) * math.cos(elevation)])
+    return target - distance * direction
 
 
 def _spiral_cameras(num_views: int, seed: int, spread_deg: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -346,10 +179,7 @@ def _spiral_cameras(num_views: int, seed: int, spread_deg: float) -> list[tuple[
     centre of the spiral.
     """
     rng = np.random.default_rng(seed)
-    target = np.median(_left_points(), axis=1)
-    distance = float(np.linalg.norm(target))
-    azimuth0 = math.atan2(target[0], target[2])
-    elevation0 = math.asin(target[1] / distance)
+    target, distance, azimuth0, elevation0 = _orbit()
     golden = math.pi * (3.0 - math.sqrt(5.0))
     cameras = []
     for i in range(num_views):
@@ -359,8 +189,8 @@ def _spiral_cameras(num_views: int, seed: int, spread_deg: float) -> list[tuple[
         scale = rng.uniform(0.85, 1.10)
         roll = math.radians(rng.uniform(-4.0, 4.0))
         az, el = azimuth0 + math.radians(azimuth), elevation0 + math.radians(elevation)
-        direction = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
-        cameras.append((azimuth, _look_at(target - scale * distance * direction, target, roll)))
+        center = _orbit_center(target, scale * distance, az, el)
+        cameras.append((azimuth, look_at(center, target, roll)))
     cameras.sort(key=lambda item: item[0])
     return [camera for _, camera in cameras]
 
@@ -395,16 +225,135 @@ def render_motorcycle_scene(num_views: int = 12, *, seed: int = 0, include_real:
     for i, (R, t) in enumerate(_spiral_cameras(num_views, seed, spread_deg)):
         view = render_view(f"render_{i:02d}.png", _left_camera()[0], R, t, supersample=supersample,
                            max_hole_area=max_hole_area)
-        image = _degrade(view.image, np.random.default_rng([seed, i]), appearance)
+        image = degrade(view.image, np.random.default_rng([seed, i]), appearance)
         views.append(SceneView(view.name, image, view.K, view.R, view.t, view.depth))
     if include_real:
         K, R, t = _right_camera()
-        depth = _fill_small_holes(_splat_depth(_cached_points(supersample), K, R, t, source.right.shape[:2]),
-                                  max_hole_area)
+        camera = Camera(K, R, t, source.right.shape[:2])
+        depth = render(camera, source_points(supersample), max_hole_area=max_hole_area).depth
         views.append(SceneView("right.png", source.right, K, R, t, depth))
     if not with_depth:
         views = [SceneView(v.name, v.image, v.K, v.R, v.t, None) for v in views]
     return views
+
+
+def _clamped_bspline(keys: np.ndarray, count: int) -> np.ndarray:
+    """``count`` evenly spaced samples ``(count, D)`` of the uniform cubic B-spline of ``keys`` ``(N, D)``, with the
+    end keys tripled so the curve starts and ends on them at rest. It stays inside the keys' convex hull."""
+    control = np.concatenate([keys[:1], keys[:1], keys, keys[-1:], keys[-1:]])
+    segments = len(control) - 3
+    s = np.linspace(0.0, segments, count)
+    j = np.minimum(s.astype(int), segments - 1)
+    u = (s - j)[:, None]
+    basis = [(1 - u) ** 3, 3 * u**3 - 6 * u**2 + 4, -3 * u**3 + 3 * u**2 + 3 * u + 1, u**3]
+    return sum(b * control[j + k] for k, b in enumerate(basis)) / 6.0
+
+
+def smooth_path(num_frames: int, *, seed: int = 0, spread_deg: float = 9.0, num_keys: int = 6,
+                scale: float = 1.0) -> list[Camera]:
+    """A smooth camera path through the motorcycle scene (for ground-truth videos), deterministic per ``seed``.
+
+    ``num_keys`` key poses stay inside the range of :func:`render_motorcycle_scene`'s views, which the source renders
+    without large holes: the azimuth sweeps from +``spread_deg`` to −``spread_deg`` (jittered by 1°: the camera moves
+    from left to right, world x growing), the elevation stays inside the ellipse of half-axes ``spread_deg`` and
+    0.6·``spread_deg``, the distance to the target is ×0.85…1.10, the roll ±4°, and the look-at target moves within
+    ±0.1 m (x, y) of the median scene point. Every parameter (camera position angles, distance, roll, target)
+    follows the uniform cubic B-spline of the keys, with the end keys tripled: twice continuously differentiable,
+    never outside the keys' range (a B-spline stays in their convex hull), starting on the first key and ending on
+    the last one at rest. More frames sample the same curve more densely.
+
+    Args:
+        num_frames: number of cameras.
+        seed: draws the key poses.
+        spread_deg: half-angle of the range of views (degrees).
+        num_keys: key poses (more keys: a busier path).
+        scale: image scale relative to the 741×500 source (``K`` scaled, pixel-centre convention kept).
+
+    Returns:
+        ``num_frames`` cameras with the left camera's intrinsics (scaled).
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if num_keys < 2:
+        raise ValueError(f"num_keys must be >= 2, got {num_keys}")
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    rng = np.random.default_rng(seed)
+    target, distance, azimuth0, elevation0 = _orbit()
+    azimuth = np.clip(np.linspace(spread_deg, -spread_deg, num_keys) + rng.uniform(-1.0, 1.0, num_keys),
+                      -spread_deg, spread_deg)
+    room = np.sqrt(np.clip(1.0 - (azimuth / spread_deg) ** 2, 0.0, 1.0)) if spread_deg > 0 else np.zeros(num_keys)
+    elevation = 0.6 * spread_deg * room * rng.uniform(-1.0, 1.0, num_keys)
+    keys = np.column_stack([azimuth, elevation, rng.uniform(0.85, 1.10, num_keys), rng.uniform(-4.0, 4.0, num_keys),
+                            rng.uniform(-0.1, 0.1, (num_keys, 2))])
+    K, size = _left_camera()[0], _source().left.shape[:2]
+    cameras = []
+    for az, el, dist, roll, dx, dy in _clamped_bspline(keys, num_frames):
+        look = target + np.array([dx, dy, 0.0])
+        center = _orbit_center(look, dist * distance, azimuth0 + math.radians(az), elevation0 + math.radians(el))
+        camera = Camera.look_at(center, look, K, size, math.radians(roll))
+        cameras.append(camera if scale == 1.0 else camera.scaled(scale))
+    return cameras
+
+
+def _bundled_image(name: str) -> np.ndarray:
+    """An RGB photo shipped inside scikit-image (e.g. ``"astronaut.png"``, ``"coffee.png"``)."""
+    from gim_plugins.io import read_image
+
+    return read_image(motorcycle.data_dir() / name)[..., :3]
+
+
+def _rotation(axis: int, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    i, j = [k for k in range(3) if k != axis]
+    R = np.eye(3)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+def moving_card(num_frames: int, *, first: int | None = None, last: int | None = None,
+                texture: np.ndarray | None = None, width_m: float = 0.4, depth_m: float = 1.6,
+                supersample: int = 2) -> MovingObject:
+    """A flat textured card crossing the scene in front of the motorcycle, for paths of ``num_frames`` frames.
+
+    The card (default texture: scikit-image's astronaut photo, ``width_m`` wide) is present on frames
+    ``first … last − 1`` (default: the middle half of the path) and absent elsewhere. It moves at constant speed on
+    a straight line from x = −1.2 m to x = +1.2 m at height y = 0 and depth z = ``depth_m`` (world frame; the
+    motorcycle's nearest surface is 2.1 m from the left camera), turning about the vertical axis from −30° to +30°
+    and about its normal from −10° to +10°. In its rest coordinates it lies in the plane z = 0, centred on the origin.
+
+    Returns:
+        A :class:`MovingObject` with ``num_frames`` poses (``None`` where absent).
+    """
+    first = num_frames // 4 if first is None else first
+    last = (3 * num_frames) // 4 if last is None else last
+    if not 0 <= first < last <= num_frames:
+        raise ValueError(f"need 0 <= first < last <= num_frames, got first={first}, last={last}, "
+                         f"num_frames={num_frames}")
+    texture = _bundled_image("astronaut.png") if texture is None else np.asarray(texture)
+    height, width = texture.shape[:2]
+    focal = width / width_m  # the texture seen from 1 m in front of the card
+    K = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    camera = Camera(K, np.eye(3), np.array([0.0, 0.0, 1.0]), (height, width))
+    points = PointSet.from_depth(texture, np.ones((height, width)), camera, supersample=supersample)
+    poses: list[np.ndarray | None] = [None] * num_frames
+    for index in range(first, last):
+        fraction = (index - first) / max(last - 1 - first, 1)
+        pose = np.eye(4)
+        pose[:3, :3] = _rotation(1, math.radians(-30.0 + 60.0 * fraction)) @ _rotation(
+            2, math.radians(-10.0 + 20.0 * fraction))
+        pose[:3, 3] = [-1.2 + 2.4 * fraction, 0.0, depth_m]
+        poses[index] = pose
+    return MovingObject(points, poses)
+
+
+def render_motorcycle_path(cameras: Sequence[Camera], *, moving: MovingObject | None = None, supersample: int = 2,
+                           max_hole_area: int = 48, appearance: float = 0.0, seed: int = 0) -> Iterator[Frame]:
+    """Render the motorcycle scene along a camera path, one frame at a time (see
+    :func:`gim_plugins.datasets.render.render_path`): e.g. ``render_motorcycle_path(smooth_path(300),
+    moving=moving_card(300))``."""
+    return render_path(cameras, source_points(supersample), moving=moving, max_hole_area=max_hole_area,
+                       appearance=appearance, seed=seed)
 
 
 def relative_pose(view0: SceneView, view1: SceneView) -> tuple[np.ndarray, np.ndarray]:
@@ -419,7 +368,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
 
     Pixels of ``view0`` on a grid of ``step`` px with a finite depth are projected into ``view1``; a pair is kept
     when it lands inside ``view1`` and is visible there (``view1``'s depth at the nearest pixel agrees within
-    ``tolerance`` relative depth).
+    ``tolerance`` relative depth). For :class:`Frame` views, pixels covered by the moving object are left out on
+    both sides (neither a ``view0`` pixel on the object nor a ``view1`` landing pixel on it), so every pair is a
+    point of the static scene.
 
     Returns:
         ``(k0, k1)``: ``(N, 2)`` float64 pixels (package convention); ``k0`` on integer pixel centres.
@@ -431,6 +382,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
     rows, cols = rows.ravel(), cols.ravel()
     z0 = view0.depth[rows, cols]
     keep = np.isfinite(z0)
+    mask0 = getattr(view0, "object_mask", None)
+    if mask0 is not None:
+        keep &= ~mask0[rows, cols]
     k0 = np.stack([cols[keep], rows[keep]], axis=1).astype(np.float64)
     uv, z1 = view1.project(view0.backproject(k0, z0[keep]))
     height1, width1 = view1.size
@@ -440,6 +394,9 @@ def correspondences(view0: SceneView, view1: SceneView, *, step: int = 1,
     row1 = np.clip(np.rint(np.nan_to_num(uv[:, 1])).astype(int), 0, height1 - 1)
     with np.errstate(invalid="ignore"):
         visible = inside & (np.abs(view1.depth[row1, col1] - z1) <= tolerance * z1)
+    mask1 = getattr(view1, "object_mask", None)
+    if mask1 is not None:
+        visible &= ~mask1[row1, col1]
     return k0[visible], uv[visible]
 
 
