@@ -54,5 +54,5 @@ def test_exception_read_matches_rejects_other_files(tmp_path):
     bad.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ValueError, match="expected the header 'x0,y0,x1,y1,confidence,inlier'"):
         read_matches(bad)
-    with pytest.raises(ValueError, match="expected a .csv or .npz file"):
+    with pytest.raises(ValueError, match=r"expected a \.csv or \.npz file"):
         read_matches(tmp_path / "matches.txt")
