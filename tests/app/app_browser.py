@@ -147,10 +147,12 @@ def screenshot(driver: Any, path: Path, width: int = 1000) -> Path:
     """The whole page as a PNG ``width`` px wide, reduced to a 256-colour palette (a few hundred kB)."""
     from PIL import Image
 
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(1400, min(height + 40, 4000))
+    for _ in range(2):  # the layout may grow once the window is taller
+        height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+        driver.set_window_size(1400, min(height + 160, 4000))
+        time.sleep(0.5)
     driver.execute_script("window.scrollTo(0, 0)")
-    time.sleep(1.0)  # let the layout settle at the new size
+    time.sleep(0.5)
     raw = path.with_suffix(".raw.png")
     driver.save_screenshot(str(raw))
     with Image.open(raw) as image:
