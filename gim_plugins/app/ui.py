@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD = "200mb"
 """Largest upload the server accepts at all (the pixel limit applies after, from the header)."""
 
-STAGES = ("decode", "load", "match", "robust fit", "drawing")
+STAGES = ("decode", "load", "match", "robust fit", "drawing", "downloads")
 
 INTRO = """# GIM matchers
 Two images in, their matches out: pick a matcher (GIM's need their weights installed, see `gim weights list`),
@@ -155,7 +156,9 @@ class Handlers:
             result = run_match(self.cache, image0, image1, matcher=matcher, options=options, weights=weights,
                                device=device, robust=robust, threshold=threshold,
                                max_side=max_side if resize else None, max_pixels=self.max_pixels)
+            start = time.perf_counter()
             written = write_downloads(result, self.downloads.new())
+            result.timing["downloads"] = time.perf_counter() - start
         except Exception as exc:
             return _message(exc), "", "", "", None, None, None
         line = (f"**{result.matcher}**: {result.num_matches} matches, {result.num_inliers} inliers "

@@ -47,7 +47,8 @@ def test_feature_run_fills_counts_pictures_and_downloads(test_matchers, image_pa
     assert status.startswith("**app_test_grid**: ") and f"{matches} matches, {inliers} inliers (homography, 1 px)" \
         in status
     assert int(matches) == int(inliers) > 100
-    assert "| match |" in timing and "| **total** |" in timing
+    assert [row.split("|")[1].strip() for row in timing.splitlines()[2:]] == [
+        "decode", "load", "match", "robust fit", "drawing", "downloads", "**total**"]
     assert match_pic.shape == (402, 602, 3) and warp_pic.shape == (200, 904, 3)
     assert [f.rsplit("/", 1)[1] for f in files] == ["app_test_grid_matches.csv", "app_test_grid_matches.npz",
                                                     "app_test_grid_match.png", "app_test_grid_warp.png"]
