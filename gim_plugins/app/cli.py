@@ -48,6 +48,25 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
     if not args.host.strip():
         raise UserError("--host is empty: use 127.0.0.1 (this machine) or 0.0.0.0 (your network)")
+    _check_address(args.host, args.port)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail now, in one line, if the address cannot be listened on (before the page and its models are built)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserError(f"--host {host!r} is not an address of this machine ({exc}): use 127.0.0.1 or 0.0.0.0") \
+            from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program may be using "
+                            f"it; choose another port with --port N") from None
 
 
 def _run(args: argparse.Namespace) -> int:

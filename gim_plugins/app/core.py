@@ -82,6 +82,7 @@ def matcher_status(name: str) -> MatcherStatus:
     """The weights status of matcher ``name``; missing weights come with the ``gim weights`` command to run."""
     from gim_plugins import weights as registry
     from gim_plugins.matching import weights_available
+
     try:
         cls = get_matcher_class(name)
     except (KeyError, ImportError, AttributeError, TypeError) as exc:  # unknown, or a plugin that fails to import
@@ -128,12 +129,12 @@ class OptionSpec:
         """The widget's initial value (the default, as text for ``"text"`` options)."""
         if self.kind != "text":
             return self.default
-        return self.default if isinstance(self.default, str) else repr(to_plain_tuple(self.default))
+        return self.default if isinstance(self.default, str) else repr(_as_tuples(self.default))
 
 
-def to_plain_tuple(value: Any) -> Any:
+def _as_tuples(value: Any) -> Any:
     """Lists inside a default (frozen confs hold tuples) shown as tuples, the form ``parse_conf`` reads back."""
-    return tuple(to_plain_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def _flatten(conf: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -44,6 +44,19 @@ def test_exception_bad_options(argv, message, capsys):
     assert err.startswith(f"gim: error: {message}") and err.count("\n") == 1
 
 
+def test_exception_port_in_use(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["app", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gim: error: cannot listen on 127.0.0.1:{port} (") and "choose another port" in err
+    assert err.count("\n") == 1
+
+
 def test_feature_defaults_listen_on_loopback_without_share(monkeypatch):
     """What the command hands to Gradio's launch: loopback, no public link, a queue, no telemetry or SSR."""
     gr = pytest.importorskip("gradio", reason="gim app needs gradio: pip install 'gim-plugins[app]'")
@@ -55,8 +68,13 @@ def test_feature_defaults_listen_on_loopback_without_share(monkeypatch):
 
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
     monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)
-    assert main(["app", "--matcher", "root_sift"]) == 0
-    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7860
+    import socket
+
+    with socket.socket() as probe:  # a port free now (7860 may be taken on a shared machine)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["app", "--matcher", "root_sift", "--port", str(port)]) == 0
+    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == port
     assert seen["share"] is False and seen["ssr_mode"] is False and seen["mcp_server"] is False
     assert seen["queue"] == 16 and seen["limit"] == 1 and seen["run"] == [(1, "match")]
     assert seen["max_file_size"] == "200mb" and seen["show_error"] is True
