@@ -157,7 +157,8 @@ class DKMDecoder(nn.Module):
 
     def forward(self, feats: dict[int, torch.Tensor], *, flow: torch.Tensor | None = None,
                 certainty: torch.Tensor | None = None, faithful_gp: bool = True,
-                keep: tuple[int, ...] = (1,)) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+                keep: tuple[int, ...] = (1,), queries: int | None = None,
+                detach: bool = False) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Decode a symmetric feature pyramid into flow and certainty logits.
 
         ``feats`` holds the pyramid of the batch ``[A; B]``; item k is matched against item ``(k + B/2) mod B``
@@ -166,15 +167,21 @@ class DKMDecoder(nn.Module):
         previous pass at lower resolution) only the refiners at strides 8 → 1 run (GIM's "upsample" pass).
         Entries of ``feats`` are consumed (deleted) as soon as they have been used.
 
+        Training (GIM's training branch, ``RegressionMatcher.forward``): ``queries = B/2`` decodes only ``A → B``
+        (items ``0 … B/2 − 1``), and ``detach`` cuts the gradient between strides (the original's
+        ``Decoder(detach=True)``); inference leaves both at their defaults.
+
         Returns:
-            ``{stride: (flow (B,2,h,w), certainty logits (B,1,h,w))}`` for the strides in ``keep`` (float32).
+            ``{stride: (flow (Q,2,h,w), certainty logits (Q,1,h,w))}`` for the strides in ``keep`` (float32), Q the
+            number of queries (B by default).
         """
         upsample = flow is not None
         scales = [8, 4, 2, 1] if upsample else [32, 16, 8, 4, 2, 1]
         sizes = {s: f.shape[-2:] for s, f in feats.items()}
         h, w = sizes[1]
         b = feats[1].shape[0]
-        support = tuple((k + b // 2) % b for k in range(b))
+        q = b if queries is None else queries
+        support = tuple((k + b // 2) % b for k in range(q))
         device = feats[1].device
         context = None
         if upsample:
@@ -182,8 +189,8 @@ class DKMDecoder(nn.Module):
                 raise ValueError("the upsampling pass needs both flow and certainty")
             flow, certainty = resize(flow, sizes[8]), resize(certainty, sizes[8])
         else:
-            context = torch.zeros(b, self.embedding_decoder.internal_dim, *sizes[32], device=device)
-            flow = normalized_grid(*sizes[32], device)[None].expand(b, 2, *sizes[32])
+            context = torch.zeros(q, self.embedding_decoder.internal_dim, *sizes[32], device=device)
+            flow = normalized_grid(*sizes[32], device)[None].expand(q, 2, *sizes[32])
             certainty = torch.zeros((), device=device)
         out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for scale in scales:
@@ -194,8 +201,8 @@ class DKMDecoder(nn.Module):
             if scale in COARSE_SCALES:
                 assert context is not None
                 context = resize(context, sizes[scale])
-                embedding = self.gps[key](f, f[list(support)], faithful=faithful_gp)
-                flow, certainty, context = self.embedding_decoder(embedding, f, context, scale)
+                embedding = self.gps[key](f[:q], f[list(support)], faithful=faithful_gp)
+                flow, certainty, context = self.embedding_decoder(embedding, f[:q], context, scale)
                 flow, certainty = flow.float(), certainty.float()
                 del embedding
             if key in self.conv_refiner:
@@ -210,6 +217,8 @@ class DKMDecoder(nn.Module):
                 out[scale] = (flow, certainty)
             if scale != 1:
                 flow, certainty = resize(flow, sizes[scale // 2]), resize(certainty, sizes[scale // 2])
+                if detach:
+                    flow, certainty = flow.detach(), certainty.detach()
         return out
 
 

@@ -4,6 +4,12 @@ The computation is the original's; only its memory changes: the local correlatio
 ``(2r+2)²`` integer neighbourhood of each flow target instead of materialising a ``(B, C, H, W, (2r+1)²)`` tensor,
 and the refiners run one batch item at a time in channels-last layout with batch norm folded into the depthwise
 convolutions, so intermediates are bounded by one image's feature map.
+
+Training (any batch norm of the refiner in training mode) takes another path with the original's gradients: the whole
+batch at once through real batch norms (batch statistics), the support features warped by the flow without gradient
+(the original samples them under ``no_grad``), and the local correlation differentiable in the query features only
+(the original builds its sampling window under ``no_grad``), through :class:`LocalCorrelation`, whose backward
+re-samples one window offset at a time instead of keeping the ``(B, C, H, W, (2r+1)²)`` tensor.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from torch import nn
 
 from gim_plugins.models._arch.grids import no_autocast, normalized_grid
 
-__all__ = ["ConvRefiner", "local_correlation"]
+__all__ = ["ConvRefiner", "LocalCorrelation", "local_correlation"]
 
 
 def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: int, flow: torch.Tensor,
@@ -77,6 +83,43 @@ def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: in
         corr /= c**0.5
         out[k].permute(1, 2, 0).copy_(corr.view(h, w, side * side))
     return out
+
+
+class LocalCorrelation(torch.autograd.Function):
+    """:func:`local_correlation` with the original's gradient: to ``feature0`` only.
+
+    The window positions and the sampled support features carry no gradient (GIM's DKM/RoMa sample them under
+    ``no_grad``), so ``d corr_k / d feature0 = window_feature_k / sqrt(C)``; the backward pass samples each window
+    offset again (bilinear, zero padding, ``align_corners=False``, as the forward) and accumulates.
+    """
+
+    @staticmethod
+    def forward(ctx, feature0: torch.Tensor, feature1: torch.Tensor, radius: int,  # type: ignore[override]
+                flow: torch.Tensor) -> torch.Tensor:
+        ctx.radius = radius
+        ctx.save_for_backward(feature1, flow)
+        with torch.no_grad():
+            return local_correlation(feature0.float(), feature1.float(), radius, flow.float())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:  # type: ignore[override]
+        feature1, flow = ctx.saved_tensors
+        radius = ctx.radius
+        side = 2 * radius + 1
+        c = feature1.shape[1]
+        h1, w1 = feature1.shape[-2:]
+        coords = flow.float().permute(0, 2, 3, 1)
+        grad0 = None
+        with torch.no_grad():
+            for index in range(side * side):
+                row, col = divmod(index, side)
+                shift = coords.new_tensor([2 * (col - radius) / w1, 2 * (row - radius) / h1])
+                window = F.grid_sample(feature1.float(), coords + shift, mode="bilinear", padding_mode="zeros",
+                                       align_corners=False)
+                term = grad[:, index : index + 1].float() * window
+                grad0 = term if grad0 is None else grad0 + term
+        assert grad0 is not None
+        return grad0 / c**0.5, None, None, None
 
 
 class ConvRefiner(nn.Module):
@@ -149,6 +192,8 @@ class ConvRefiner(nn.Module):
         Returns:
             ``(certainty delta (B,1,h,w), displacement in pixels/4 (B,2,h,w))``, float32.
         """
+        if self.block1[1].training:
+            return self._forward_train(feats, flow, support, emb_scale)
         blocks = [self._folded(block) for block in (self.block1, *self.hidden_blocks)]
         outputs = []
         for k, other in enumerate(support):
@@ -159,6 +204,24 @@ class ConvRefiner(nn.Module):
             outputs.append(self.out_conv(d).float())
             del d
         out = torch.cat(outputs)
+        if self.certainty_last:
+            return out[:, -1:], out[:, :-1]
+        return out[:, :-2], out[:, -2:]
+
+    def _forward_train(self, feats: torch.Tensor, flow: torch.Tensor, support: tuple[int, ...],
+                       emb_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training path: queries ``0 … len(support) − 1`` at once, batch statistics, the original's gradients."""
+        queries = len(support)
+        x, y = feats[:queries], feats[list(support)]
+        h, w = x.shape[-2:]
+        with torch.no_grad():
+            warped = F.grid_sample(y, flow.permute(0, 2, 3, 1).to(y.dtype), align_corners=False)
+        displacement = flow - normalized_grid(h, w, x.device)[None]
+        parts = [x, warped, self.disp_emb(displacement if emb_scale == 1.0 else emb_scale * displacement)]
+        if self.local_corr_radius:
+            parts.append(LocalCorrelation.apply(x, y, self.local_corr_radius, flow).to(x.dtype))
+        d = self.hidden_blocks(self.block1(torch.cat(parts, dim=1)))
+        out = self.out_conv(d).float()
         if self.certainty_last:
             return out[:, -1:], out[:, :-1]
         return out[:, :-2], out[:, -2:]

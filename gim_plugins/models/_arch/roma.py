@@ -166,22 +166,28 @@ class RoMaDecoder(nn.Module):
 
     def forward(self, feats: dict[int, torch.Tensor], *, flow: torch.Tensor | None = None,
                 certainty: torch.Tensor | None = None, scale_factor: float = 1.0,
-                keep: tuple[int, ...] = (1,)) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+                keep: tuple[int, ...] = (1,), queries: int | None = None, detach: bool = False,
+                coarse: dict[str, torch.Tensor] | None = None) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Decode the pyramid of the batch ``[A; B]`` (item k matched against item ``(k + B/2) mod B``).
 
         Without ``flow`` this is the full pass (16 → 1); with ``flow``/``certainty`` from a lower-resolution pass only
         the refiners at 8 → 1 run (the original's ``upsample=True``). ``scale_factor`` is that pass's resolution
         ratio (it scales the refiners' displacement embedding). Entries of ``feats`` are consumed.
 
+        Training (GIM's training branch): ``queries = B/2`` decodes only ``A → B``, ``detach`` cuts the gradient
+        between strides (``Decoder(detach=True)``), and a ``coarse`` dict receives the coarse decoder's outputs the
+        losses need: ``gm_cls`` (anchor logits, (Q, 4096, h, w)) and ``gm_certainty`` ((Q, 1, h, w)).
+
         Returns:
-            ``{stride: (flow (B,2,h,w), certainty logits (B,1,h,w))}`` for the strides in ``keep`` (float32).
+            ``{stride: (flow (Q,2,h,w), certainty logits (Q,1,h,w))}`` for the strides in ``keep`` (float32), Q the
+            number of queries (B by default).
         """
         upsample = flow is not None
         scales = [8, 4, 2, 1] if upsample else [16, 8, 4, 2, 1]
         sizes = {s: f.shape[-2:] for s, f in feats.items()}
         h, w = sizes[1]
         b = feats[1].shape[0]
-        support = tuple((k + b // 2) % b for k in range(b))
+        support = tuple((k + b // 2) % b for k in range(b if queries is None else queries))
         if upsample:
             if certainty is None:
                 raise ValueError("the upsampling pass needs both flow and certainty")
@@ -192,9 +198,12 @@ class RoMaDecoder(nn.Module):
             key = str(scale)
             f = self.proj[key](feats.pop(scale))
             if scale == 16:
-                embedding = self.gps[key](f, f[list(support)], faithful=False)
-                logits, certainty = self.embedding_decoder(embedding, f)
+                q = len(support)
+                embedding = self.gps[key](f[:q], f[list(support)], faithful=False)
+                logits, certainty = self.embedding_decoder(embedding, f[:q])
                 flow = cls_to_flow(logits)
+                if coarse is not None:
+                    coarse.update(gm_cls=logits, gm_certainty=certainty)
                 del embedding, logits
             assert flow is not None and certainty is not None
             delta_certainty, displacement = self.conv_refiner[key](f, flow, support, emb_scale)
@@ -206,6 +215,8 @@ class RoMaDecoder(nn.Module):
                 out[scale] = (flow, certainty)
             if scale != 1:
                 flow, certainty = resize(flow, sizes[scale // 2]), resize(certainty, sizes[scale // 2])
+                if detach:
+                    flow, certainty = flow.detach(), certainty.detach()
         return out
 
 
