@@ -101,23 +101,29 @@ def open_data(specs: Sequence[str], settings: Mapping[str, Any], rank: int = 0, 
     Raises:
         TrainUsageError: no data, an unknown kind or a folder that is none of them.
     """
+    if not specs:
+        raise TrainUsageError("--data: give at least one training data folder")
+    sources = []
+    for spec in specs:  # every folder is checked before anything heavy is imported
+        kind, _, rest = spec.partition(":") if spec.split(":", 1)[0] in DATA_KINDS else ("", "", spec)
+        if kind == "colmap" and not rest.partition(",")[2]:
+            raise TrainUsageError(f"--data {spec}: write colmap:MODEL_DIR,IMAGE_DIR")
+        for folder in rest.split(",") if kind == "colmap" else [rest]:
+            if not Path(folder).is_dir():
+                raise TrainUsageError(f"--data {spec}: {folder} is not a folder")
+        sources.append((kind or _detect(Path(rest)), rest))
+
     from gim_plugins.training import data as D
     from gim_plugins.training.engine import TrainData
 
-    if not specs:
-        raise TrainUsageError("--data: give at least one training data folder")
     width_height = list(settings["image_size"])
     conf = {"augment": {"image_size": width_height}, "max_labels": int(settings["data"]["max_labels"]),
             "seed": int(settings["seed"])}
     datasets: list[Any] = []
-    for spec in specs:
-        kind, _, rest = spec.partition(":") if spec.split(":", 1)[0] in DATA_KINDS else ("", "", spec)
+    for kind, rest in sources:
         path = Path(rest)
-        kind = kind or _detect(path)
         if kind == "colmap":
             model, _, images = rest.partition(",")
-            if not images:
-                raise TrainUsageError(f"--data {spec}: write colmap:MODEL_DIR,IMAGE_DIR")
             datasets.append(D.ColmapDataset(model, images, conf))
         else:
             opener = {"walk": D.walk_datasets, "megadepth": D.megadepth_datasets, "zeb": D.zeb_datasets}[kind]
@@ -167,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch
 
+        data = open_data(args.data, settings, world.rank, world.size)
         torch.manual_seed(int(settings["seed"]))
         trainer = trainer_class(settings["matcher"])(settings["trainer"])
-        data = open_data(args.data, settings, world.rank, world.size)
         validator = _validator(args, settings, trainer, str(world.device)) if world.rank == 0 else None
         init = args.init or settings.get("init")
         last = fit(trainer, data, settings, args.out, preset=args.preset, world=world, max_steps=args.max_steps,

@@ -296,7 +296,7 @@ def _run(loop: _Loop, total: int, every: int, validator: Any, best: BestCheckpoi
             state.epoch, state.position = state.epoch + 1, 0
             continue
         losses: list[float] = []
-        scalars: dict[str, float] = {}
+        scalars: dict[str, tuple[float, int]] = {}  # per name: sum over the step's micro-batches and their count
         started = time.perf_counter()
         for index, batch in loop.batches(state.epoch, state.position):
             closes = (index + 1) % loop.accumulate == 0 or index == micro_count - 1
@@ -314,7 +314,8 @@ def _run(loop: _Loop, total: int, every: int, validator: Any, best: BestCheckpoi
                 (loss / loop.accumulate).backward()
             losses.append(float(loss.detach()))
             for name, value in step_scalars.items():
-                scalars[name] = scalars.get(name, 0.0) + value / loop.accumulate
+                total_, count_ = scalars.get(name, (0.0, 0))
+                scalars[name] = (total_ + value, count_ + 1)
             if not closes:
                 continue
             lr = learning_rate(settings["schedule"], float(settings["optimizer"]["lr"]), state.step, state.epoch,
@@ -331,7 +332,8 @@ def _run(loop: _Loop, total: int, every: int, validator: Any, best: BestCheckpoi
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"non-finite loss at step {state.step} (epoch {state.epoch}); the weights "
                                          f"of the last checkpoint are intact")
-            runlog.train(state.step, state.epoch, lr, mean_loss, scalars, time.perf_counter() - started)
+            means = {name: total_ / count_ for name, (total_, count_) in scalars.items()}
+            runlog.train(state.step, state.epoch, lr, mean_loss, means, time.perf_counter() - started)
             _after_step(loop, total, every, validator, best, runlog)
             losses, scalars, started = [], {}, time.perf_counter()
             if state.step >= total:

@@ -26,8 +26,8 @@ def test_feature_focal_diagonal_loss_hand_value() -> None:
 
 
 def test_feature_focal_clamps_like_gim() -> None:
-    assert L.focal_diagonal_loss([torch.tensor([0.0])]).item() == pytest.approx(-0.25 * (1 - 1e-6) ** 2 * math.log(1e-6),
-                                                                                rel=1e-5)
+    expected = -0.25 * (1 - 1e-6) ** 2 * math.log(1e-6)
+    assert L.focal_diagonal_loss([torch.tensor([0.0])]).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_feature_zeroshot_diagonal_hand_value() -> None:

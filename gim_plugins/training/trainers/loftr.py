@@ -285,6 +285,6 @@ class LoFTRTrainer(Trainer):
                                                  group["offset0"])
                 loss = L.l2_with_std_loss(expectation, group["target"], self.conf.fine_correct_threshold)
             losses.append(loss)
-            scalars[group["name"]] = float(loss)
+            scalars[group["name"]] = scalar(loss)
             start += count
         return losses
