@@ -8,8 +8,8 @@ file. Killed runs resume where they stopped; stale results are refused.
 Keypoints, from the package convention back to GIM's (documented choice, ``gim-spec.md`` §2.3 and §10.6):
     Our matchers return pixels of the image they were given with the centre of the top-left pixel at (0, 0). GIM's
     ZEB code used each network's raw coordinates: corner convention for DKM, RoMa and its SuperPoint (``+0.5`` from
-    ours), centre convention for OpenCV SIFT and LoFTR. ``BaseMatcher.gim_keypoint_offset`` is that difference, so
-    ``k_gim_resized = k + offset``. GIM then maps to the original image by plain multiplication, in one of two ways:
+    ours), centre convention for OpenCV SIFT. The keypoint offset is that difference, so ``k_gim_resized = k +
+    offset``. GIM then maps to the original image by plain multiplication, in one of two ways:
 
     * ``"scale"`` (LoFTR, LightGlue, RootSIFT): ``k_gim_resized · scale`` with ``scale = [w / w_new, h / h_new]`` of
       the resize, which ignores the padding of ETH3D/KITTI (keypoints are in the top-left, unpadded part).
@@ -17,14 +17,14 @@ Keypoints, from the package convention back to GIM's (documented choice, ``gim-s
       i.e. ``k_gim_canvas · (W_orig / W_canvas, H_orig / H_canvas)``. On the padded ETH3D/KITTI canvases this is
       GIM's ≈0.5 % / ≈2 % y-scale error, kept for parity; elsewhere both rules agree.
 
-    The rule comes from the matcher class's ``zeb_rescale`` attribute (``"canvas"`` on GIMDKM) when it has one, else
-    ``"scale"``; ``RunConfig.rescale`` overrides it. Both steps are computed in
-    float32 as in GIM, so the reproduction is exact up to float32 rounding of the coordinate arithmetic.
+    Offset and rule come from ZEB's per-matcher table (:mod:`.treatment`: GIM's treatment of the networks it
+    evaluated, and for other matchers what their class declares); ``RunConfig.rescale`` overrides the rule. Both
+    steps are computed in float32 as in GIM, so the reproduction is exact up to float32 rounding.
 
 Padding masks: on the zero-padded ETH3D/KITTI canvases GIM's LoFTR gets the validity masks of both images (padding
-excluded at 1/8 resolution). A matcher class that declares ``zeb_padding_mask = True`` (gim_loftr) gets them too, as
-``match(image0, image1, mask0=, mask1=)`` with ``(H', W')`` bool arrays; other matchers see the padded canvas alone,
-as in GIM (DKM/RoMa's black-pixel rule drops the padding, SIFT finds nothing there).
+excluded at 1/8 resolution). A matcher whose treatment has a padding mask (gim_loftr; other matchers that accept
+masks) gets them too, as ``match(image0, image1, mask0=, mask1=)`` with ``(H', W')`` bool arrays; other matchers see
+the padded canvas alone, as in GIM (DKM/RoMa's black-pixel rule drops the padding, SIFT finds nothing there).
 
 Presets: a matcher module may define ``PRESETS = {"<name>-<variant>": {conf}}``. ``preset=None`` picks
 ``"<name>-zeb"`` when the matcher has one (GIM's ZEB settings, e.g. gim_dkm at 660×880 without padding); ``"none"``
@@ -88,6 +88,7 @@ from gim_plugins.zeb.dataset import (
 from gim_plugins.zeb.dumps import GLUEFACTORY_SUFFIX
 from gim_plugins.zeb.metrics import RANSAC_PIXEL_THRESHOLD, evaluate_pair
 from gim_plugins.zeb.store import MethodStore, Record
+from gim_plugins.zeb.treatment import RESCALE_RULES, gim_treatment
 
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
@@ -106,9 +107,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-"""Matchers whose GIM ZEB path maps normalised coordinates over the input canvas to the original size."""
-
-RESCALE_RULES = ("scale", "canvas")
 PROTOCOLS = ("gim", "gluefactory")
 GLUEFACTORY_RANSAC_THRESHOLD = 1.0
 """Pixels of the resized image: ``eval.ransac_th`` of glue-factory's ZEB pipeline."""
@@ -426,11 +424,8 @@ def _build_method(config: RunConfig, device: str) -> _Method:
     matcher = load_matcher(matcher_name, weights=config.weights, device=device, **{**preset_conf, **config.conf})
     name = _token(cls.name or matcher_name)
     version = config.version or default_version(cls, cls.name or matcher_name, config.weights)
-    rule = config.rescale or getattr(cls, "zeb_rescale", None) or "scale"
-    if rule not in RESCALE_RULES:
-        raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rule!r}")
-    offset = float(cls.gim_keypoint_offset)
-    padding_mask = bool(getattr(cls, "zeb_padding_mask", False))
+    treatment = gim_treatment(cls, config.rescale)
+    offset, rule, padding_mask = treatment.keypoint_offset, str(treatment.rescale), treatment.padding_mask
     if gluefactory:
         offset, padding_mask, rule = GLUEFACTORY_KEYPOINT_OFFSET, False, "none"  # keypoints stay in the resized image
         version = version if version.endswith(GLUEFACTORY_SUFFIX) else version + GLUEFACTORY_SUFFIX
