@@ -88,7 +88,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from gim_plugins.conf import parse_conf
-    from gim_plugins.zeb.runner import RunConfig, parse_shard, run
+    from gim_plugins.zeb.runner import RunConfig, run
+    from gim_plugins.zeb.world import parse_shard
 
     config = RunConfig(
         matcher=args.matcher, weights=args.weights, preset=args.preset, conf=parse_conf(args.conf),

@@ -21,6 +21,7 @@ from gim_plugins.zeb.dataset import (
     select_pairs_gluefactory,
 )
 from gim_plugins.zeb.dumps import dump_file_name, read_dump
+from gim_plugins.zeb.method import build_method
 from gim_plugins.zeb.metrics import evaluate_pair, pose_auc
 from gim_plugins.zeb.report import check, collect, format_report
 from gim_plugins.zeb.runner import RunConfig, run
@@ -224,7 +225,7 @@ def test_feature_gim_and_gluefactory_results_stay_apart(tiny_zeb: Path, gf_run: 
 
 
 def test_exception_protocols_never_mix(tiny_zeb: Path, gf_run: Path):
-    gim_fingerprint = runner._build_method(RunConfig(matcher="root_sift"), "cpu").fingerprint
+    gim_fingerprint = build_method(RunConfig(matcher="root_sift"), "cpu").fingerprint
     with pytest.raises(StaleResultsError, match="protocol: 'gluefactory' -> 'gim'"):
         MethodStore(gf_run, "root_sift", "vanilla+gluefactory").open(gim_fingerprint, {})
     other = RunConfig(matcher="root_sift", progress=False, protocol="gluefactory", conf={"ratio_threshold": 0.7})
