@@ -29,7 +29,7 @@ class RunConfig:
             :mod:`gim_plugins.zeb.treatment`); ``None`` picks the matcher's rule.
         progress: show progress bars (pairs/s) on stderr.
         protocol: ``"gim"`` (GIM's ZEB protocol) or ``"gluefactory"`` (cvg/glue-factory's); see
-            :mod:`gim_plugins.zeb.runner`.
+            :mod:`gim_plugins.zeb.protocols`.
     """
 
     matcher: str | None = None

@@ -7,12 +7,12 @@ disables that; user ``conf`` entries override the preset's.
 
 Names: the dump files' weight token is the matcher's registered name; the version token comes from the weights
 (``100h`` for ``gim_dkm_100h``, the file stem for another checkpoint, ``vanilla`` without weights) or ``--version``,
-plus ``+gluefactory`` under glue-factory's protocol.
+plus the protocol's suffix (:meth:`~gim_plugins.zeb.protocols.Protocol.versioned`).
 
 Fingerprint (stored in the run's ``run.json``; :mod:`gim_plugins.zeb.store`): the protocol, the matcher and its
 class, the preset, the resolved conf, the weights, the keypoint treatment (``keypoint_offset``, ``rescale``,
-``padding_mask``), the device type and the versions of the software that can change the numbers (plus glue-factory's
-constants under its protocol).
+``padding_mask``), the device type, the versions of the software that can change the numbers, and what the protocol
+adds. Its field names are those of the first runs, so older stores resume.
 """
 
 from __future__ import annotations
@@ -27,20 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gim_plugins.zeb.config import RunConfig
-from gim_plugins.zeb.dataset import GLUEFACTORY_RESIZE
-from gim_plugins.zeb.dumps import GLUEFACTORY_SUFFIX
-from gim_plugins.zeb.treatment import gim_treatment
+from gim_plugins.zeb.protocols import Protocol, get_protocol
+from gim_plugins.zeb.treatment import Treatment
 
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
-__all__ = ["PROTOCOLS", "Method", "build_method", "default_version", "resolve_preset", "software_versions"]
-
-PROTOCOLS = ("gim", "gluefactory")
-GLUEFACTORY_RANSAC_THRESHOLD = 1.0
-"""Pixels of the resized image: ``eval.ransac_th`` of glue-factory's ZEB pipeline."""
-GLUEFACTORY_KEYPOINT_OFFSET = 0.5
-"""glue-factory's extractors report corner-convention pixels (the centre of the top-left pixel at (0.5, 0.5))."""
+__all__ = ["Method", "build_method", "default_version", "resolve_preset", "software_versions"]
 
 
 def _matcher_presets(cls: type) -> Mapping[str, Mapping[str, Any]]:
@@ -133,22 +126,18 @@ class Method:
         name: the dump files' weight token.
         version: the dump files' version token (with the protocol's suffix).
         preset: the preset used (``None``: the matcher's defaults).
-        offset: added to the matcher's keypoints.
-        rule: ``"scale"`` or ``"canvas"`` (GIM's protocol), ``"none"`` (glue-factory's).
-        padding_mask: the matcher gets validity masks on padded canvases.
+        protocol: the protocol it is evaluated with.
+        treatment: what the protocol does with its keypoints.
         fingerprint: what the run's ``run.json`` records and checks on resume.
-        protocol: ``"gim"`` or ``"gluefactory"``.
     """
 
     matcher: BaseMatcher
     name: str
     version: str
     preset: str | None
-    offset: float
-    rule: str
-    padding_mask: bool
+    protocol: Protocol
+    treatment: Treatment
     fingerprint: dict[str, Any]
-    protocol: str = "gim"
 
 
 def build_method(config: RunConfig, device: str) -> Method:
@@ -162,41 +151,24 @@ def build_method(config: RunConfig, device: str) -> Method:
     from gim_plugins.matching import load_matcher
     from gim_plugins.registry import get_matcher_class
 
-    if config.protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {config.protocol!r}")
-    gluefactory = config.protocol == "gluefactory"
-    if gluefactory and config.rescale is not None:
-        raise ValueError("--rescale applies to GIM's protocol only (glue-factory keeps keypoints in the resized image)")
-    if not gluefactory and config.version and config.version.endswith(GLUEFACTORY_SUFFIX):
-        raise ValueError(f"the version suffix {GLUEFACTORY_SUFFIX!r} is reserved for --protocol gluefactory")
+    protocol = get_protocol(config.protocol)
+    protocol.check_options(config.rescale)
+    if config.version:
+        protocol.versioned(config.version)  # refuse another protocol's suffix before loading a network
     matcher_name, preset, preset_conf = resolve_preset(config.matcher, config.preset)
     cls = get_matcher_class(matcher_name)
     matcher = load_matcher(matcher_name, weights=config.weights, device=device, **{**preset_conf, **config.conf})
     name = _token(cls.name or matcher_name)
-    version = config.version or default_version(cls, cls.name or matcher_name, config.weights)
-    treatment = gim_treatment(cls, config.rescale)
-    offset, rule, padding_mask = treatment.keypoint_offset, str(treatment.rescale), treatment.padding_mask
-    if gluefactory:
-        offset, padding_mask, rule = GLUEFACTORY_KEYPOINT_OFFSET, False, "none"  # keypoints stay in the resized image
-        version = version if version.endswith(GLUEFACTORY_SUFFIX) else version + GLUEFACTORY_SUFFIX
+    version = protocol.versioned(config.version or default_version(cls, cls.name or matcher_name, config.weights))
+    treatment = protocol.treatment(cls, config.rescale)
     fingerprint = {
-        "protocol": "gim",
         "matcher": name,
         "matcher_class": f"{cls.__module__}:{cls.__qualname__}",
         "preset": preset,
         "conf": to_plain(matcher.conf),
         "weights": matcher.weights_id,
-        "keypoint_offset": offset,
-        "rescale": rule,
-        "padding_mask": padding_mask,
         "device": device.split(":")[0],
-        "versions": software_versions(cls),
+        "versions": {**software_versions(cls), **protocol.software_versions()},
+        **protocol.fingerprint(treatment),
     }
-    if gluefactory:
-        import kornia
-
-        fingerprint.update(protocol="gluefactory", rescale=None, versions={**fingerprint["versions"],
-                                                                           "kornia": kornia.__version__})
-        fingerprint["gluefactory"] = {"resize": GLUEFACTORY_RESIZE, "ransac_th": GLUEFACTORY_RANSAC_THRESHOLD,
-                                      "focal_rule": "all", "auc_decimals": 4}
-    return Method(matcher, name, _token(version), preset, offset, rule, padding_mask, fingerprint, config.protocol)
+    return Method(matcher, name, _token(version), preset, protocol, treatment, fingerprint)

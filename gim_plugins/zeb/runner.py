@@ -1,49 +1,22 @@
 """Loop 1 of ZEB: match every pair with any registered matcher, evaluate it, and store the result.
 
-``run(config, data_dir, out_dir)`` reads the subsets from ``data_dir`` (:mod:`.dataset`), prepares each image as GIM
-does, calls the matcher, maps its keypoints back to GIM's coordinates, evaluates the pair (:mod:`.metrics`) and
-appends the record to the method's store (:mod:`.store`); every subset whose pairs are all done gets its GIM dump
-file. Killed runs resume where they stopped; stale results are refused.
+``run(config, data_dir, out_dir)`` reads the subsets from ``data_dir`` (:mod:`.dataset`) and, for each pair of the
+protocol's selection (:mod:`.protocols`), has the protocol prepare both images, calls the matcher, has the protocol
+turn its keypoints (and the cameras) into pose-estimation input, evaluates the pair (:mod:`.metrics`) and appends the
+record to the method's store (:mod:`.store`); every subset whose pairs are all done gets its GIM-format dump file.
+Killed runs resume where they stopped; stale results are refused.
 
-Keypoints, from the package convention back to GIM's (documented choice, ``gim-spec.md`` §2.3 and §10.6):
-    Our matchers return pixels of the image they were given with the centre of the top-left pixel at (0, 0). GIM's
-    ZEB code used each network's raw coordinates: corner convention for DKM, RoMa and its SuperPoint (``+0.5`` from
-    ours), centre convention for OpenCV SIFT. The keypoint offset is that difference, so ``k_gim_resized = k +
-    offset``. GIM then maps to the original image by plain multiplication, in one of two ways:
+The other parts of a run live next to this loop: the matcher, its names and fingerprint in :mod:`.method`, the
+per-matcher keypoint treatment in :mod:`.treatment`, torchrun ranks and ``--shard`` jobs in :mod:`.world`, and the
+peak-memory meter in :mod:`.memory`.
 
-    * ``"scale"`` (LoFTR, LightGlue, RootSIFT): ``k_gim_resized · scale`` with ``scale = [w / w_new, h / h_new]`` of
-      the resize, which ignores the padding of ETH3D/KITTI (keypoints are in the top-left, unpadded part).
-    * ``"canvas"`` (DKM, RoMa): ``(x_n + 1) / 2 · W_orig`` from normalised coordinates over the whole input canvas,
-      i.e. ``k_gim_canvas · (W_orig / W_canvas, H_orig / H_canvas)``. On the padded ETH3D/KITTI canvases this is
-      GIM's ≈0.5 % / ≈2 % y-scale error, kept for parity; elsewhere both rules agree.
+Padding masks: on the zero-padded ETH3D/KITTI canvases, a matcher whose treatment has ``padding_mask`` (gim_loftr,
+as GIM's LoFTR) gets the validity masks of both images, as ``match(image0, image1, mask0=, mask1=)`` with ``(H',
+W')`` bool arrays (False on the padding); other matchers see the padded canvas alone, as in GIM (DKM/RoMa's
+black-pixel rule drops the padding, SIFT finds nothing there).
 
-    Offset and rule come from ZEB's per-matcher table (:mod:`.treatment`: GIM's treatment of the networks it
-    evaluated, and for other matchers what their class declares); ``RunConfig.rescale`` overrides the rule. Both
-    steps are computed in float32 as in GIM, so the reproduction is exact up to float32 rounding.
-
-Padding masks: on the zero-padded ETH3D/KITTI canvases GIM's LoFTR gets the validity masks of both images (padding
-excluded at 1/8 resolution). A matcher whose treatment has a padding mask (gim_loftr; other matchers that accept
-masks) gets them too, as ``match(image0, image1, mask0=, mask1=)`` with ``(H', W')`` bool arrays; other matchers see
-the padded canvas alone, as in GIM (DKM/RoMa's black-pixel rule drops the padding, SIFT finds nothing there).
-
-Protocols: ``protocol="gim"`` (the default) is everything above. ``protocol="gluefactory"`` is cvg/glue-factory's
-ZEB evaluation (``gluefactory/eval/zeb.py``), which gives other numbers on the same data:
-
-* at most 200 pairs per subset folder, drawn by :func:`~gim_plugins.zeb.dataset.select_pairs_gluefactory` with
-  glue-factory's seed (``max_pairs`` sets that cap instead of taking the first pairs);
-* every image resized to a long side of 1024 px (kornia, bilinear, antialiased; upsampled too; no ÷8, no padding),
-  for every subset alike; keypoints stay in the resized image, in glue-factory's corner convention (ours ``+ 0.5``,
-  whatever the matcher), and ``K`` is scaled instead (``Camera.scale``);
-* OpenCV RANSAC for ``E`` with a 1.0 px threshold over ``mean(fx0, fy0, fx1, fy1)`` of the scaled cameras,
-  confidence 0.99999, the same ``recoverPose`` selection and the same error definitions;
-* AUC rounded to 4 decimals and, in glue-factory's summary, pooled over all pairs of the run rather than averaged
-  over subsets (``report`` shows both, in their own table).
-
-Its dumps and store carry the version suffix ``+gluefactory`` (``vanilla+gluefactory``), so they never mix with a
-GIM-protocol run of the same matcher; ``rescale`` and padding masks do not apply.
-
-Presets, names and fingerprint: :mod:`.method`. Torchrun ranks and ``--shard`` jobs: :mod:`.world`. The peak-memory
-meter: :mod:`.memory`.
+Images are read ahead in a background thread (up to :data:`PREFETCH` pairs), so only the time spent waiting for them
+counts against a pair's throughput.
 """
 
 from __future__ import annotations
@@ -63,30 +36,22 @@ import numpy as np
 
 from gim_plugins.zeb.config import RunConfig
 from gim_plugins.zeb.dataset import (
-    GLUEFACTORY_MAX_PER_SCENE,
     Pair,
     Subset,
     ZebImage,
     find_subsets,
-    gluefactory_camera,
-    gluefactory_seed,
     image_index,
-    load_image,
-    load_image_gluefactory,
     load_pairs,
     resolve_image,
-    select_pairs,
-    select_pairs_gluefactory,
     subset_dir,
 )
 from gim_plugins.zeb.memory import PeakMemory
-from gim_plugins.zeb.method import GLUEFACTORY_RANSAC_THRESHOLD, Method, build_method
-from gim_plugins.zeb.metrics import RANSAC_PIXEL_THRESHOLD, evaluate_pair
+from gim_plugins.zeb.method import Method, build_method
+from gim_plugins.zeb.metrics import evaluate_pair
 from gim_plugins.zeb.store import MethodStore, Record
-from gim_plugins.zeb.treatment import RESCALE_RULES
 from gim_plugins.zeb.world import World, init_world, rank_device
 
-__all__ = ["RunConfig", "RunSummary", "SubsetStatus", "merge", "run", "to_gim_coordinates"]
+__all__ = ["RunConfig", "RunSummary", "SubsetStatus", "merge", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +88,7 @@ class RunSummary:
         return [f"method: {self.method} (store: {self.store})", *(s.line() for s in self.subsets)]
 
 
-# ------------------------------------------------------------------------------------------------------ helpers
-
-
-def to_gim_coordinates(keypoints: np.ndarray, image: ZebImage, offset: float, rule: str) -> np.ndarray:
-    """Map ``(N, 2)`` keypoints of the prepared image (package convention) to GIM's original-image coordinates."""
-    points = np.asarray(keypoints, dtype=np.float32) + np.float32(offset)
-    if rule == "scale":
-        factor = image.scale
-    elif rule == "canvas":
-        (height, width), (canvas_h, canvas_w) = image.original_size, image.canvas_size
-        factor = np.array([width / canvas_w, height / canvas_h], dtype=np.float32)
-    else:
-        raise ValueError(f"rescale rule must be one of {RESCALE_RULES}, got {rule!r}")
-    return points * factor
+# --------------------------------------------------------------------------------------------------- the run
 
 
 def _prefetch(items: Sequence[Pair], load: Callable[[Pair], Any], depth: int = PREFETCH) -> Iterator[tuple[Pair, Any]]:
@@ -151,27 +103,19 @@ def _prefetch(items: Sequence[Pair], load: Callable[[Pair], Any], depth: int = P
         yield from queue
 
 
-# --------------------------------------------------------------------------------------------------- the run
-
-
 def _evaluate(method: Method, pair: Pair, images: tuple[ZebImage, ZebImage], load_seconds: float,
               memory: PeakMemory) -> Record:
     start = time.perf_counter()
     masks: dict[str, np.ndarray] = {}
-    if method.padding_mask and (images[0].padded or images[1].padded):
+    if method.treatment.padding_mask and (images[0].padded or images[1].padded):
         masks = {"mask0": images[0].validity_mask(), "mask1": images[1].validity_mask()}
     result = method.matcher.match(images[0].image, images[1].image, **masks)
     matched = time.perf_counter()
-    if method.protocol == "gluefactory":  # resized-image pixels, corner convention, scaled cameras
-        kpts0 = result.keypoints0.numpy().astype(np.float32) + np.float32(method.offset)
-        kpts1 = result.keypoints1.numpy().astype(np.float32) + np.float32(method.offset)
-        metrics = evaluate_pair(kpts0, kpts1, gluefactory_camera(pair.K0, images[0]),
-                                gluefactory_camera(pair.K1, images[1]), pair.T_0to1,
-                                threshold=GLUEFACTORY_RANSAC_THRESHOLD, focal_rule="all")
-    else:
-        kpts0 = to_gim_coordinates(result.keypoints0.numpy(), images[0], method.offset, method.rule)
-        kpts1 = to_gim_coordinates(result.keypoints1.numpy(), images[1], method.offset, method.rule)
-        metrics = evaluate_pair(kpts0, kpts1, pair.K0, pair.K1, pair.T_0to1, threshold=RANSAC_PIXEL_THRESHOLD)
+    protocol, treatment = method.protocol, method.treatment
+    kpts0 = protocol.keypoints(result.keypoints0.numpy(), images[0], treatment)
+    kpts1 = protocol.keypoints(result.keypoints1.numpy(), images[1], treatment)
+    metrics = evaluate_pair(kpts0, kpts1, protocol.camera(pair.K0, images[0]), protocol.camera(pair.K1, images[1]),
+                            pair.T_0to1, threshold=protocol.ransac_threshold, focal_rule=protocol.focal_rule)
     seconds = {"load": load_seconds, "match": matched - start, "pose": time.perf_counter() - matched}
     return Record.from_metrics(pair.file, pair.identifier, pair.covisible0, pair.covisible1, metrics, seconds,
                                memory.read())
@@ -179,16 +123,8 @@ def _evaluate(method: Method, pair: Pair, images: tuple[ZebImage, ZebImage], loa
 
 def _run_subset(method: Method, store: MethodStore, subset: Subset, data_dir: Path, config: RunConfig,
                 world: World, memory: PeakMemory) -> SubsetStatus:
-    if method.protocol == "gluefactory":
-        pairs = select_pairs_gluefactory(load_pairs(data_dir, subset), gluefactory_seed(data_dir, subset),
-                                         config.max_pairs or GLUEFACTORY_MAX_PER_SCENE)
-        read = load_image_gluefactory
-    else:
-        pairs = select_pairs(load_pairs(data_dir, subset), config.max_pairs)
-
-        def read(path: Path) -> ZebImage:
-            return load_image(path, subset)
-
+    protocol = method.protocol
+    pairs = protocol.select_pairs(load_pairs(data_dir, subset), data_dir, subset, config.max_pairs)
     if world.writes_shared_files:
         store.write_selection(subset.key, [pair.file for pair in pairs])
     done = store.records(subset.key)
@@ -199,7 +135,7 @@ def _run_subset(method: Method, store: MethodStore, subset: Subset, data_dir: Pa
 
     def load(pair: Pair) -> tuple[ZebImage, ZebImage]:
         paths = [resolve_image(index, directory, pair.image_stem(i)) for i in (0, 1)]
-        return read(paths[0]), read(paths[1])
+        return protocol.load_image(paths[0], subset), protocol.load_image(paths[1], subset)
 
     from tqdm.auto import tqdm
 
@@ -222,7 +158,7 @@ def _run_subset(method: Method, store: MethodStore, subset: Subset, data_dir: Pa
 
 def run(config: RunConfig, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         overwrite: bool = False) -> RunSummary:
-    """Evaluate one matcher on ZEB (GIM's protocol, or glue-factory's) and write GIM-format dumps into ``out_dir``.
+    """Evaluate one matcher on ZEB (GIM's protocol, or another) and write GIM-format dumps into ``out_dir``.
 
     Args:
         config: what to run (:class:`RunConfig`).
@@ -261,8 +197,10 @@ def _run(config: RunConfig, data_dir: Path, out_dir: Path, subsets: list[Subset]
         store.open(method.fingerprint, info)  # the sidecar exists now: this only checks it
     memory = PeakMemory(device)
     memory.reset()
+    treatment = method.treatment
     log.info("ZEB %s %s (%s protocol): preset %s, keypoint offset %+.1f, rescale %s, %d/%d", method.name,
-             method.version, method.protocol, method.preset, method.offset, method.rule, world.rank, world.size)
+             method.version, method.protocol.name, method.preset, treatment.keypoint_offset,
+             treatment.rescale or "none", world.rank, world.size)
     statuses = [_run_subset(method, store, subset, data_dir, config, world, memory) for subset in subsets]
     return RunSummary(f"{method.name} {method.version}", store.root, statuses)
 

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from gim_plugins.zeb import cli, runner
-from gim_plugins.zeb.dataset import (
-    get_subset,
-    gluefactory_camera,
-    gluefactory_seed,
-    gluefactory_size,
-    load_pairs,
-    prepare_image_gluefactory,
-    select_pairs_gluefactory,
-)
+from gim_plugins.zeb import cli
+from gim_plugins.zeb.dataset import get_subset, load_pairs
 from gim_plugins.zeb.dumps import dump_file_name, read_dump
 from gim_plugins.zeb.method import build_method
 from gim_plugins.zeb.metrics import evaluate_pair, pose_auc
+from gim_plugins.zeb.protocols import gluefactory
+from gim_plugins.zeb.protocols.gluefactory import (
+    gluefactory_camera,
+    gluefactory_seed,
+    gluefactory_size,
+    prepare_image_gluefactory,
+    select_pairs_gluefactory,
+)
 from gim_plugins.zeb.report import check, collect, format_report
 from gim_plugins.zeb.runner import RunConfig, run
 from gim_plugins.zeb.store import MethodStore, StaleResultsError
@@ -193,14 +193,14 @@ def test_smoke_gluefactory_run_end_to_end(tiny_zeb: Path, gf_run: Path, tmp_path
     assert "kornia" in fingerprint["versions"]
     # the matcher sees the 1024×768 image; a capped run draws glue-factory's subset of pairs
     sizes = []
-    load = runner.load_image_gluefactory
+    load = gluefactory.load_image_gluefactory
 
     def spy(path):
         image = load(path)
         sizes.append(image.image.shape)
         return image
 
-    monkeypatch.setattr(runner, "load_image_gluefactory", spy)
+    monkeypatch.setattr(gluefactory, "load_image_gluefactory", spy)
     summary = run(RunConfig(matcher="root_sift", progress=False, protocol="gluefactory", max_pairs=3), tiny_zeb,
                   tmp_path)
     assert summary.subsets[0].selected == 3 and set(sizes) == {(768, 1024, 3)}

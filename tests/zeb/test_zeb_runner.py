@@ -20,8 +20,9 @@ from gim_plugins.zeb import runner
 from gim_plugins.zeb.dataset import ZebImage
 from gim_plugins.zeb.dumps import dump_file_name, read_dump
 from gim_plugins.zeb.method import resolve_preset
+from gim_plugins.zeb.protocols.gim import to_gim_coordinates
 from gim_plugins.zeb.report import collect
-from gim_plugins.zeb.runner import RunConfig, merge, run, to_gim_coordinates
+from gim_plugins.zeb.runner import RunConfig, merge, run
 from gim_plugins.zeb.store import MethodStore, StaleResultsError
 from gim_plugins.zeb.treatment import gim_treatment
 from gim_plugins.zeb.world import parse_shard
