@@ -289,46 +289,15 @@ def _digest(correspondences: Correspondences) -> str:
 
 
 def _verify(conf: Conf, paths: ReconstructPaths, db_path: Path, work: Path, correspondences: Correspondences) -> None:
-    """Fill the new database and verify it with the chosen engine.
+    """Fill the new database and verify it with the chosen engine (:mod:`gim_plugins.colmap_ext.engines`)."""
+    from gim_plugins.colmap_ext import engines
 
-    pycolmap: our writer adds cameras, images, keypoints and matches, then ``verify_matches``. colmap: the
-    program's own ``feature_importer`` (which also creates the cameras and images) and ``matches_importer raw``
-    read our text exports; the database comes from ``colmap database_creator``, because COLMAP 3.8 cannot write
-    descriptors into a pycolmap-4.x schema (``descriptors.type`` is NOT NULL there).
-    """
-    from gim_plugins.colmap_ext import _pycolmap, binary
-    from gim_plugins.colmap_ext.database import ColmapDatabase, add_images, write_correspondences
-    from gim_plugins.colmap_ext.exporters import export_colmap_text
-    from gim_plugins.h5io import write_pairs
-
-    verification = to_plain(conf.verification)
-    matched = [pair for pair, m in sorted(correspondences.matches.items()) if len(m)]
+    camera, verification = to_plain(conf.camera), to_plain(conf.verification)
     if conf.engine == "pycolmap":
-        with ColmapDatabase(db_path) as db, db.transaction():
-            add_images(db, correspondences.names, correspondences.image_sizes, to_plain(conf.camera))
-            write_correspondences(db, correspondences)
-        _pycolmap.verify_matches(db_path, write_pairs(work / "verify_pairs.txt", matched), **verification)
-        return
-    text = export_colmap_text(correspondences, work / "text")
-    image_list = work / "image_list.txt"
-    image_list.write_text("".join(f"{name}\n" for name in correspondences.names))
-    camera = to_plain(conf.camera)
-    if camera["single_camera"] and len(set(correspondences.image_sizes.values())) > 1:
-        raise ValueError("single_camera needs images of one size")
-    binary.feature_importer(db_path, paths.images, text / "features", image_list=image_list,
-                            camera_model=camera["camera_model"], single_camera=camera["single_camera"],
-                            camera_params=camera["camera_params"], executable=conf.colmap_executable)
-    with ColmapDatabase(db_path) as db:
-        imported = db.image_ids()
-        missing = sorted(set(correspondences.names) - set(imported))
-        if missing:
-            raise RuntimeError(f"colmap feature_importer did not import {missing[:10]}")
-        for name, image_id in imported.items():
-            if db.num_keypoints(image_id) != len(correspondences.keypoints[name]):
-                raise RuntimeError(f"colmap feature_importer imported {db.num_keypoints(image_id)} keypoints for "
-                                   f"{name}, expected {len(correspondences.keypoints[name])}")
-    binary.matches_importer(db_path, text / "matches.txt", match_type="raw", executable=conf.colmap_executable,
-                            **verification)
+        engines.verify_with_pycolmap(db_path, correspondences, camera=camera, verification=verification, work=work)
+    else:
+        engines.verify_with_colmap(db_path, paths.images, correspondences, camera=camera, verification=verification,
+                                   work=work, executable=conf.colmap_executable)
 
 
 def database_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
@@ -365,17 +334,12 @@ def database_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapp
 # -------------------------------------------------------------------------------------------------------- mapping
 
 def _run_mapper(conf: Conf, paths: ReconstructPaths, work: Path) -> list[Path]:
-    from gim_plugins.colmap_ext import _pycolmap, binary
-    from gim_plugins.colmap_ext.model import read_text_model
+    from gim_plugins.colmap_ext import engines
 
     mapper = to_plain(conf.mapper)
     if conf.engine == "pycolmap":
-        return _pycolmap.incremental_mapping(paths.database, paths.images, work, mapper)
-    binary.mapper(paths.database, paths.images, work, mapper, executable=conf.colmap_executable)
-    models = sorted(p for p in work.iterdir() if p.is_dir() and (p / "images.bin").is_file())
-    for model in models:
-        binary.model_converter(model, model, "TXT", executable=conf.colmap_executable)
-    return sorted(models, key=lambda p: len(read_text_model(p).images), reverse=True)
+        return engines.map_with_pycolmap(paths.database, paths.images, work, mapper)
+    return engines.map_with_colmap(paths.database, paths.images, work, mapper, executable=conf.colmap_executable)
 
 
 def mapping_step(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
