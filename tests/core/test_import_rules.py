@@ -1,8 +1,8 @@
 """The import DAG of style.md §4.2, checked on the source with ``ast`` (works before every subpackage exists).
 
-- The core never imports an integration subpackage (hloc_ext, kornia_ext, colmap_ext, zeb, training).
+- The core never imports an integration subpackage (hloc_ext, kornia_ext, colmap_ext, zeb, reconstruct, training).
 - hloc only inside ``gim_plugins.hloc_ext``; pycolmap only in ``gim_plugins/colmap_ext/_pycolmap.py``.
-- Integration siblings do not import each other (training may use zeb, nothing else).
+- Integration siblings do not import each other (training may use zeb, reconstruct colmap_ext, nothing else).
 - Nothing imports torchvision; ``gim_plugins/__init__.py`` and ``_bootstrap.py`` import only the standard library.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "gim_plugins"
-INTEGRATIONS = ("hloc_ext", "kornia_ext", "colmap_ext", "zeb", "training")
-ALLOWED_SIBLINGS = {"training": {"zeb"}}
+INTEGRATIONS = ("hloc_ext", "kornia_ext", "colmap_ext", "zeb", "reconstruct", "training")
+ALLOWED_SIBLINGS = {"training": {"zeb"}, "reconstruct": {"colmap_ext"}}  # the pipeline on its adapter
 
 
 def _modules() -> list[tuple[str, Path]]:

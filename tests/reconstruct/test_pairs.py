@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gim_plugins.colmap_ext.pairs import list_images, make_pairs
+from gim_plugins.reconstruct.pairs import list_images, make_pairs
 
 NAMES = ["a.png", "b.png", "c.png", "d.png"]
 
