@@ -6,5 +6,6 @@ Modules: ``database`` (transactional writer for databases that COLMAP 3.8 and py
 ``tracks`` (dense matches → shared keypoints), ``store`` (crash-safe store of raw pair matches), ``engines``
 (verification and mapping by pycolmap or by the colmap program), ``model`` (reading and measuring models),
 ``binary`` (the colmap program), ``_pycolmap`` (the only pycolmap importer). The reconstruction pipeline built on
-it (``gim reconstruct``) is :mod:`gim_plugins.reconstruct`. Importing this package imports nothing heavy.
+it (``gim reconstruct``) is :mod:`gim_plugins.reconstruct`; how the integration works inside is described in
+``docs/colmap.md``. Importing this package imports nothing heavy.
 """
