@@ -1,11 +1,11 @@
 """Step 3 of ``gim reconstruct``: the match step's correspondences → a geometrically verified ``database.db``.
 
-Keypoints per image and index matches per pair (:func:`~gim_plugins.reconstruct.correspondences.
-load_correspondences`) go into a new database, which the chosen engine verifies
-(:mod:`gim_plugins.colmap_ext.engines`: ``pycolmap.verify_matches``, or the colmap program's ``feature_importer`` +
-``matches_importer --match_type raw``). The database is built in a temporary folder and renamed into place, so
-``database.db`` is complete or absent. ``database.json`` records what it was built from (a digest of the
-correspondences, engine, camera and verification options); a rerun with the same key skips the step.
+Keypoints per image and index matches per pair, read back from the match step by
+:func:`~gim_plugins.reconstruct.correspondences.load_correspondences`, go into a new database, which the chosen
+engine verifies (:mod:`gim_plugins.colmap_ext.engines`: ``pycolmap.verify_matches``, or the colmap program's
+``feature_importer`` + ``matches_importer --match_type raw``). The database is built in a temporary folder and
+renamed into place, so ``database.db`` is complete or absent. ``database.json`` records what it was built from (a
+digest of the correspondences, engine, camera and verification options); a rerun with the same key skips the step.
 """
 
 from __future__ import annotations
