@@ -72,6 +72,7 @@ __all__ = [
     "LabelFolder",
     "Layout",
     "VideoFolder",
+    "VideoPaths",
     "check_video_id",
     "method_name",
     "pair_file_name",
@@ -207,6 +208,18 @@ def ppid(methods: list[str] | tuple[str, ...], skips: list[int] | tuple[int, ...
     flags = sorted({"T" if z else "F" for z in zooms})
     return " ".join([*sorted(set(methods), reverse=True), *map(str, sorted(set(skips))), *flags,
                      f"FM {min_filter_matches}", f"PM {min_final_matches}"])
+
+
+@dataclass(frozen=True)
+class VideoPaths:
+    """What a step's ``main(conf, paths)`` works on: the layout root and which videos (``None``: all present)."""
+
+    root: Path
+    videos: tuple[str, ...] | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
 
 
 class Layout:
