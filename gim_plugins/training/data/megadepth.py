@@ -12,12 +12,13 @@ at (0.5, 0.5); ``pixel_centre=0.5``), ``poses[i]`` a 4×4 world-to-camera matrix
 share of image ``i``'s 3D points seen by ``j`` (−1: none). Depth files are HDF5 with a ``depth`` dataset (metres up
 to scale, 0 unknown) the size of the image.
 
-Pairs (GIM): overlaps in ``(0.01, 0.7]`` in both directions, split into 0.1-wide bins; at most ``max_pairs``
-(GIM: 100 000) per scene, spread evenly over the bins and drawn with GIM's seeded ``random.sample``. Each item:
-``gt`` True with depth; labels are ground-truth correspondences — random pixels of image 0 with depth, reprojected
-into image 1 and kept where image 1's depth agrees (relative difference < ``depth_tolerance``, LoFTR's 0.2) — sent
-through the same augmentation as video labels (GIM's MegaDepth recipe: rescale 0.6–1.4, no label box, the 90 %
-perspective of image 1, no minimum label count).
+Pairs (GIM): overlaps in ``(0.01, 0.7]``, split into 0.1-wide bins; a pair counts when *both* directions' overlaps
+fall in the same bin (GIM's rule: a pair whose two overlaps lie in different bins is never used); at most
+``max_pairs`` (GIM: 100 000) per scene, spread evenly over the bins and drawn with GIM's seeded ``random.sample``.
+Each item: ``gt`` True with depth; labels are ground-truth correspondences — random pixels of image 0 with depth,
+reprojected into image 1 and kept where image 1's depth agrees (relative difference < ``depth_tolerance``, LoFTR's
+0.2) — sent through the same augmentation as video labels (GIM's MegaDepth recipe: rescale 0.6–1.4, no label box,
+the 90 % perspective of image 1, no minimum label count).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def select_pairs(overlap: np.ndarray, low: float = 0.01, high: float = 0.7, max_
                  seed: int = 3407) -> list[tuple[int, int]]:
     """GIM's MegaDepth pair selection: overlap bins of 0.1 from ``low`` to ``high``, ``max_pairs`` split evenly over
     them (GIM's ``split``), each bin subsampled with ``random.seed(seed); random.sample(...)``."""
-    overlap = np.asarray(overlap, dtype=np.float64)
+    overlap = np.asarray(overlap, dtype=np.float64).copy()
+    np.fill_diagonal(overlap, -1.0)  # D2-Net's files hold -1 there; an image is never paired with itself
     edges = np.concatenate((np.arange(low, high, 0.1), [high]))
     bins = len(edges) - 1
     per_bin = [max_pairs // bins + 1] * (max_pairs % bins) + [max_pairs // bins] * (bins - max_pairs % bins)

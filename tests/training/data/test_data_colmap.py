@@ -3,6 +3,8 @@ motorcycle scene) gives correspondences from its 3D-point tracks that agree with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from traindata_helpers import observed_model_from_views
@@ -85,3 +87,47 @@ def test_exception_inputs(tmp_path, colmap_model):
         cv2.imwrite(str(small / name), np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ValueError, match="pass the image folder the model was made from"):
         ColmapDataset(root / "sparse" / "0", small, CONF).item(0, 0)
+
+
+@pytest.mark.slow
+def test_feature_model_from_gim_reconstruct(tmp_path, motorcycle_views):
+    """``gim reconstruct`` (ground-truth dense matches with noise and outliers, pycolmap's mapper, binary + text
+    model): its tracks give labels that agree with its own estimated poses within the mapper's error."""
+    import sys
+
+    from gim_plugins.colmap_ext import _pycolmap
+
+    if not _pycolmap.available():
+        pytest.skip("pycolmap >= 4.2 is not installed")
+    colmap_tests = Path(__file__).resolve().parents[2] / "colmap_ext"
+    sys.path.insert(0, str(colmap_tests))
+    try:
+        from colmap_helpers import GroundTruthDense  # the reconstruction tests' ground-truth dense matcher
+    finally:
+        sys.path.remove(str(colmap_tests))
+    from gim_plugins import reconstruct
+    from gim_plugins.datasets import scene
+    from gim_plugins.registry import register_matcher, unregister_matcher
+
+    views = scene.render_motorcycle_scene(4, include_real=False, appearance=0.5)
+    images = tmp_path / "images"
+    scene.write_scene(views, images)
+    GroundTruthDense.register_views(views)
+    register_matcher("gt_dense", GroundTruthDense, overwrite=True)
+    try:
+        reconstruct.main({"matcher": "gt_dense", "progress": False}, {"images": images, "out": tmp_path / "out"})
+    finally:
+        unregister_matcher("gt_dense")
+    dataset = ColmapDataset(tmp_path / "out" / "sparse" / "0", images, CONF)
+    assert len(dataset) >= 3
+    for index in range(len(dataset)):
+        sample = dataset.item(index, 0)
+        n = int(sample["num_labels"])
+        points = sample["labels"][:n].numpy().astype(np.float64)
+        K0, K1 = sample["K0"].numpy().astype(np.float64), sample["K1"].numpy().astype(np.float64)
+        T = sample["T_0to1"].numpy().astype(np.float64)
+        F = np.linalg.inv(sample["H1"].numpy().astype(np.float64) @ K1).T @ _skew(T[:3, 3]) @ T[:3, :3]
+        F = F @ np.linalg.inv(K0)
+        line = np.c_[points[:, :2], np.ones(n)] @ F.T
+        distance = np.abs((np.c_[points[:, 2:], np.ones(n)] * line).sum(1)) / np.linalg.norm(line[:, :2], axis=1)
+        assert n >= 64 and np.percentile(distance, 99) < 3.0

@@ -3,6 +3,7 @@ pair selection by overlap, and sampled correspondences that reproject exactly un
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -106,7 +107,7 @@ def test_feature_gim_pair_selection():
     assert len(pairs) == len(set(pairs)) and all(i < j for i, j in pairs)
     edges = np.concatenate((np.arange(0.01, 0.7, 0.1), [0.7]))
     quota = [10] * 7  # 70 pairs over 7 bins
-    for (lo, hi), q in zip(zip(edges[:-1], edges[1:]), quota):
+    for (lo, hi), q in zip(itertools.pairwise(edges), quota):
         inside = [(i, j) for i, j in pairs if lo < overlap[i, j] <= hi and lo < overlap[j, i] <= hi]
         assert len(inside) <= q
     for i, j in pairs:  # both directions in one bin, inside (0.01, 0.7]
