@@ -63,15 +63,14 @@ def make_sample(plan: PairPlan, canvas: tuple[int, int], image0: np.ndarray, ima
         plan: the pair's geometry and surviving labels (:meth:`PairAugmenter.plan`).
         canvas: ``(H, W)``.
         image0, image1: ``(h, w, 3)`` uint8 RGB source images.
-        rng: the item's generator (picks ``max_labels`` labels when more survive).
+        rng: the item's generator (orders the labels at random and keeps the first ``max_labels``).
         K0, K1: source-pixel intrinsics (package convention) or ``None`` (identity: video pairs).
         T_0to1: 4×4 camera-0 → camera-1, or ``None`` (identity).
         depth0, depth1: source-resolution depth maps in metres (0, negative or non-finite: unknown), or ``None``.
         pending: leave the Dark augmentation and the image-1 warp to :func:`~.augment.finish` on the device.
     """
-    labels = plan.labels
-    if len(labels) > max_labels:
-        labels = labels[np.sort(rng.choice(len(labels), max_labels, replace=False))]
+    labels = plan.labels  # sorted rows (np.unique): shuffle, so that any first k rows are a random subset
+    labels = labels[rng.permutation(len(labels))[:max_labels]]
     padded = np.zeros((max_labels, 4), np.float32)
     padded[: len(labels)] = labels
     A0, A1 = plan.plan0.matrix, plan.plan1.matrix
