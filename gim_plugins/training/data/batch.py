@@ -15,9 +15,10 @@ Conventions:
       there.
     * Labels: ``labels[b, i] = (x0, y0, x1, y1)``: point ``(x0, y0)`` of image 0 corresponds to ``(x1, y1)`` of
       image 1; rows ``i >= num_labels[b]`` are zero. Valid rows are in random order (the first ``k`` are a random
-      subset) and unique; a pair with more labels than the capacity ``L`` keeps a random ``L`` of them. For video pairs they are GIM's pseudo-labels after every
-      augmentation; for posed pairs they are ground-truth correspondences (from depth or 3D-point tracks) after the
-      same augmentations. Every valid label lies on real image content of both images, away from the padding.
+      subset) and unique; a pair with more labels than the capacity ``L`` keeps a random ``L`` of them. For video
+      pairs they are GIM's pseudo-labels after every augmentation; for posed pairs they are ground-truth
+      correspondences (from depth or 3D-point tracks) after the same augmentations. Every valid label lies on real
+      image content of both images, away from the padding.
     * Geometry of posed pairs: ``K0``/``K1`` are intrinsics in network-input pixels of the image **before** the
       image-1 homography (resize and crop folded in); ``T_0to1`` maps camera-0 to camera-1 coordinates
       (``X1 = R X0 + t``); ``depth0``/``depth1`` are z depths in metres on those same pre-homography grids (0 where

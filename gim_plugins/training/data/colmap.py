@@ -35,7 +35,7 @@ class ColmapDataset(PairDataset):
         model_dir: the sparse model folder.
         image_dir: the folder the model's image names are relative to.
         conf: ``min_shared`` (3D points two images must share), ``max_pairs``, ``name`` (the scene name; default the
-            model folder's name), plus the shared options of :class:`~.base.PairDataset`.
+            model folder's last three path parts), plus the shared options of :class:`~.base.PairDataset`.
 
     Raises:
         FileNotFoundError: no model or image folder.
@@ -48,7 +48,9 @@ class ColmapDataset(PairDataset):
     def __init__(self, model_dir: str | os.PathLike[str], image_dir: str | os.PathLike[str],
                  conf: Mapping[str, Any] | None = None) -> None:
         model_dir, image_dir = Path(model_dir), Path(image_dir)
-        super().__init__(conf, self.default_conf, (conf or {}).get("name") or model_dir.name)
+        # default scene name: the model folder's last three path parts ("recon/sparse/0"), distinct per model
+        default_name = "/".join(model_dir.resolve().parts[-3:])
+        super().__init__(conf, self.default_conf, (conf or {}).get("name") or default_name)
         if not image_dir.is_dir():
             raise FileNotFoundError(f"image folder not found: {image_dir}")
         self.model = read_observed_model(model_dir)

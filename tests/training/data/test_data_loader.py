@@ -40,7 +40,7 @@ def _batches(loader, epochs=(0, 1)):
     out = []
     for epoch in epochs:
         set_epoch(loader, epoch)
-        out += [batch for batch in loader]
+        out += list(loader)
     return out
 
 
@@ -76,7 +76,7 @@ def test_feature_rank_shards(tmp_path, motorcycle_views, zeb_root):
     assert sorted(list(shards[0].sampler) + list(shards[1].sampler)) == keys
     assert len(shards[0]) == len(shards[1]) == 4
     first = next(iter(shards[1]))
-    index, epoch = list(shards[1].sampler)[0]
+    index, epoch = next(iter(shards[1].sampler))
     number, local = whole.dataset.locate(index)
     assert torch.equal(first["labels"][0], datasets[number].item(local, epoch)["labels"])
 
