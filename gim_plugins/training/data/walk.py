@@ -132,8 +132,9 @@ class WalkDataset(PairDataset):
         pairs = np.array(sorted(_parse_pair(n) for n in names if _parse_pair(n) is not None), dtype=np.int64)
         max_pairs = self.conf.max_pairs
         if max_pairs is not None and 0 < max_pairs < len(pairs):
-            # GIM: np.random.seed(3407); pair_ids[sorted(np.random.randint(len, size=max_samples))] (with repeats)
-            pairs = pairs[sorted(np.random.RandomState(3407).randint(len(pairs), size=max_pairs))]
+            # GIM: np.random.seed(3407); pair_ids[sorted(np.random.randint(len, size=max_samples))], then a set:
+            # drawn with repeats, which collapse (so fewer than max_pairs remain)
+            pairs = np.unique(pairs[np.random.RandomState(3407).randint(len(pairs), size=max_pairs)], axis=0)
         bad = _read_bad_pairs(self.layout.bad_pairs(self.ppid, vid))
         self.pairs = [tuple(p) for p in pairs.reshape(-1, 2).tolist() if tuple(p) not in bad]
         self.swapped = _frames_swapped(self.layout, vid, self.conf.frame_colour)

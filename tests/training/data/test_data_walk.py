@@ -107,3 +107,14 @@ def test_smoke_deterministic_per_epoch(tmp_path):
     assert not torch.equal(a["labels"], c["labels"])
     dataset.set_epoch(5)
     assert torch.equal(dataset[0]["labels"], a["labels"])
+
+
+def test_cardinality_max_pairs(tmp_path):
+    """GIM's MAX_SAMPLES: a seeded draw with repeats (RandomState(3407).randint), repeats collapsed."""
+    root = _tree(tmp_path)
+    all_pairs = [(0, 40), (10, 20), (20, 30)]
+    drawn = {all_pairs[i] for i in np.random.RandomState(3407).randint(3, size=2)}
+    limited = WalkDataset(root, "clip", {**CONF, "max_pairs": 2})
+    assert set(limited.pairs) == drawn - {(20, 30)}
+    assert WalkDataset(root, "clip", {**CONF, "max_pairs": 2}).pairs == limited.pairs
+    assert len(WalkDataset(root, "clip", {**CONF, "max_pairs": 10}).pairs) == 2  # more than present: all
