@@ -121,13 +121,15 @@ def open_data(specs: Sequence[str], settings: Mapping[str, Any], rank: int = 0, 
             "seed": int(settings["seed"])}
     datasets: list[Any] = []
     for kind, rest in sources:
-        path = Path(rest)
-        if kind == "colmap":
-            model, _, images = rest.partition(",")
-            datasets.append(D.ColmapDataset(model, images, conf))
-        else:
-            opener = {"walk": D.walk_datasets, "megadepth": D.megadepth_datasets, "zeb": D.zeb_datasets}[kind]
-            datasets.extend(opener(path, conf=conf))
+        try:
+            if kind == "colmap":
+                model, _, images = rest.partition(",")
+                datasets.append(D.ColmapDataset(model, images, conf))
+            else:
+                opener = {"walk": D.walk_datasets, "megadepth": D.megadepth_datasets, "zeb": D.zeb_datasets}[kind]
+                datasets.extend(opener(Path(rest), conf=conf))
+        except (FileNotFoundError, ValueError) as exc:  # an empty or malformed folder: one line naming it
+            raise TrainUsageError(f"--data {kind}:{rest}: {exc}") from exc
     if not datasets:
         raise TrainUsageError(f"--data {' '.join(specs)}: no training pairs found")
     maxlen = dict(settings["data"]["maxlen"]) or None

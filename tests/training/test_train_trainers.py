@@ -169,3 +169,64 @@ def test_feature_trainer_overfits_labelled_pairs(name: str, steps: int, lr: floa
 def test_feature_trainer_overfits_depth_pairs(name: str, tmp_path: Path) -> None:
     losses = _overfit(name, tmp_path, 30, 1e-4, ("megadepth",))
     assert _halved(losses), losses
+
+
+def _torchvision_resnet50(path: Path) -> dict[str, torch.Tensor]:
+    """A file in the layout of torchvision's ``resnet50-0676ba61.pth`` (all of ResNet-50 plus ``fc``), random
+    values."""
+    from gim_plugins.models._arch.resnet import ResNet50Trunk
+
+    torch.manual_seed(7)
+    trunk = ResNet50Trunk()
+    with torch.no_grad():
+        for tensor in trunk.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.uniform_(0.5, 1.5)
+    tensors = {**trunk.state_dict(), "fc.weight": torch.randn(1000, 2048), "fc.bias": torch.randn(1000)}
+    torch.save(tensors, path)
+    return tensors
+
+
+@pytest.mark.parametrize(("name", "module"), [("gim_loftr", "net.backbone.encode"), ("gim_dkm", "net.encoder.net")])
+def test_feature_backbone_starts_from_imagenet_resnet50(name: str, module: str, tmp_path: Path) -> None:
+    from gim_plugins.training.trainers import trainer_class
+
+    tensors = _torchvision_resnet50(tmp_path / "resnet50-0676ba61.pth")
+    trainer = trainer_class(name)({"backbone_weights": str(tmp_path / "resnet50-0676ba61.pth")})
+    backbone = trainer.get_submodule(module).state_dict()
+    used = [k for k in tensors if k in backbone]
+    assert set(backbone) == set(used)  # every backbone tensor comes from the file
+    assert all(torch.equal(backbone[k], tensors[k]) for k in used)
+    ignored = set(tensors) - set(used)
+    assert ignored == ({"fc.weight", "fc.bias"} | ({k for k in tensors if k.startswith("layer4.")}
+                                                    if name == "gim_loftr" else set()))
+
+
+def test_exception_backbone_file_that_does_not_fit(tmp_path: Path) -> None:
+    from gim_plugins.training.trainers import trainer_class
+
+    tensors = _torchvision_resnet50(tmp_path / "r.pth")
+    del tensors["layer2.0.conv1.weight"]
+    torch.save(tensors, tmp_path / "r.pth")
+    with pytest.raises(ValueError, match=r"resnet50-0676ba61\.pth"):
+        trainer_class("gim_loftr")({"backbone_weights": str(tmp_path / "r.pth")})
+    with pytest.raises(FileNotFoundError):
+        trainer_class("gim_dkm")({"backbone_weights": str(tmp_path / "nowhere.pth")})
+
+
+def test_feature_roma_vgg_keys_map_from_torchvision() -> None:
+    from gim_plugins.models._arch.roma import VGG19
+    from gim_plugins.training.trainers.dense import RoMaTrainer
+
+    vgg = VGG19()
+    stub = RoMaTrainer.__new__(RoMaTrainer)  # the key map needs only the VGG, not DINOv2
+    torch.nn.Module.__init__(stub)
+    stub.net = torch.nn.Module()
+    stub.net.encoder = torch.nn.Module()
+    stub.net.encoder.cnn = vgg
+    ours = set(vgg.state_dict())
+    # torchvision's vgg19_bn: features.0 … features.52 (conv, bn, relu and pools), then classifier.*
+    theirs = {f"features.{k}" for k in (key.split(".", 1)[1] for key in ours)}
+    theirs |= {"features.40.weight", "features.41.running_mean", "classifier.0.weight"}
+    mapped = {stub.backbone_key_map(k) for k in theirs} - {None}
+    assert mapped == ours

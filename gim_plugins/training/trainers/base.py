@@ -18,6 +18,7 @@ pairs without labels) are skipped and counted.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -89,6 +90,30 @@ class Trainer(nn.Module):
         backbone = [p for name, p in named if self.backbone_key in name]
         rest = [p for name, p in named if self.backbone_key not in name]
         return [backbone, rest]
+
+    backbone_file: ClassVar[str] = ""
+    """The ImageNet file GIM initialises the backbone from (named in messages and docs)."""
+
+    def backbone_module(self) -> nn.Module:
+        """The CNN that ``backbone_weights`` initialises (GIM: an ImageNet-trained torchvision network)."""
+        raise NotImplementedError(f"{self.matcher} has no ImageNet backbone")
+
+    def backbone_key_map(self, key: str) -> str | None:
+        """A key of torchvision's checkpoint → the key in :meth:`backbone_module` (None: not used, e.g. ``fc.*``)."""
+        return key
+
+    def init_backbone(self, source: str | os.PathLike[str]) -> None:
+        """Initialise the backbone from torchvision's ImageNet checkpoint ``source`` (as GIM's branches do).
+
+        Raises:
+            FileNotFoundError: no such file; ValueError: the file does not fit the backbone (strict).
+        """
+        from gim_plugins import weights as registry
+        from gim_plugins.models.state_dicts import load_strict
+
+        tensors = registry.load_state_dict_file(source)
+        mapped = {new: value for key, value in tensors.items() if (new := self.backbone_key_map(key)) is not None}
+        load_strict(self.backbone_module(), mapped, f"{self.matcher} backbone ({self.backbone_file} expected)")
 
     def frozen_modules(self) -> list[nn.Module]:
         """Modules that stay in eval mode while training (frozen extractors)."""

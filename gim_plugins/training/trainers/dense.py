@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from gim_plugins.training.losses import dense as D
 from gim_plugins.training.losses.geometry import label_sets, pixel_to_grid, sample_label_sets, scalar, warp_points_0to1
@@ -140,7 +141,9 @@ class DKMTrainer(_DenseTrainer):
         "depth_tolerance": 0.2,
         "ce_weight": D.DKM_CE_WEIGHT,
         "local_dist": D.DKM_LOCAL_DIST,
+        "backbone_weights": None,  # torchvision's resnet50-0676ba61.pth (GIM's start); None: PyTorch's init
     }
+    backbone_file: ClassVar[str] = "resnet50-0676ba61.pth"
 
     def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
         super().__init__(conf)
@@ -148,6 +151,14 @@ class DKMTrainer(_DenseTrainer):
         from gim_plugins.models._arch.dkm import DKMv3
 
         self.net = DKMv3()
+        if self.conf.backbone_weights is not None:
+            self.init_backbone(self.conf.backbone_weights)
+
+    def backbone_module(self) -> nn.Module:
+        return self.net.encoder.net
+
+    def backbone_key_map(self, key: str) -> str | None:
+        return None if key.startswith("fc.") else key
 
     def decode(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[dict[int, torch.Tensor],
                                                                            dict[int, torch.Tensor],
@@ -196,7 +207,9 @@ class RoMaTrainer(_DenseTrainer):
         "alpha": D.ROMA_ALPHA,
         "c": D.ROMA_C,
         "dinov2_weights": "dinov2_vitl14",  # weight name or file of the frozen DINOv2 ViT-L/14; None: random (tests)
+        "backbone_weights": None,  # torchvision's vgg19_bn-c79401a0.pth (GIM's start); None: PyTorch's init
     }
+    backbone_file: ClassVar[str] = "vgg19_bn-c79401a0.pth"
 
     def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
         super().__init__(conf)
@@ -212,6 +225,19 @@ class RoMaTrainer(_DenseTrainer):
             self.net.load_dinov2(registry.load_state_dict_file(path))
         for p in self.net.encoder.dinov2.parameters():
             p.requires_grad_(False)
+        if self.conf.backbone_weights is not None:
+            self.init_backbone(self.conf.backbone_weights)
+
+    def backbone_module(self) -> nn.Module:
+        return self.net.encoder.cnn
+
+    def backbone_key_map(self, key: str) -> str | None:
+        # torchvision's vgg19_bn().features[:40] (up to the fourth pooling) are our layers; the rest is unused
+        head, _, rest = key.partition(".")
+        index, _, name = rest.partition(".")
+        if head != "features" or not index.isdigit() or int(index) >= len(self.net.encoder.cnn.layers):
+            return None
+        return f"layers.{index}.{name}"
 
     def decode(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[dict[int, torch.Tensor],
                                                                            dict[int, torch.Tensor],

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gim_plugins.training.losses import loftr as L
 from gim_plugins.training.losses.geometry import (
@@ -157,13 +158,23 @@ class LoFTRTrainer(Trainer):
         "train_pad_num_gt_min": 100,  # TRAIN_PAD_NUM_GT_MIN
         "depth_tolerance": 0.2,  # relative depth agreement of a ground-truth warp
         "fine_correct_threshold": 1.0,  # FINE_CORRECT_THR
+        "backbone_weights": None,  # torchvision's resnet50-0676ba61.pth (GIM's start); None: PyTorch's init
     }
+    backbone_file: ClassVar[str] = "resnet50-0676ba61.pth"
 
     def __init__(self, conf: Mapping[str, Any] | None = None) -> None:
         super().__init__(conf)
         from gim_plugins.models._arch.loftr import GIMLoFTRNetwork
 
         self.net = GIMLoFTRNetwork(temp_bug_fix=bool(self.conf.temp_bug_fix), fast_backbone=False)
+        if self.conf.backbone_weights is not None:
+            self.init_backbone(self.conf.backbone_weights)
+
+    def backbone_module(self) -> nn.Module:
+        return self.net.backbone.encode
+
+    def backbone_key_map(self, key: str) -> str | None:
+        return None if key.startswith(("layer4.", "fc.")) else key  # the encoder stops after layer3
 
     # ------------------------------------------------------------------------------------------------ weights
 
