@@ -25,8 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINERS = ("gim_lightglue", "aliked_lightglue", "gim_loftr", "gim_dkm", "gim_roma")
-CONFS = {"gim_lightglue": {"extractor_weights": None, "max_keypoints": 512},
-         "aliked_lightglue": {"max_keypoints": 512}, "gim_roma": {"dinov2_weights": None}}
+CONFS = {"gim_lightglue": {"extractor_weights": None}, "gim_roma": {"dinov2_weights": None}}
 DF = {"gim_roma": 14}  # RoMa's DINOv2 patch: sizes are rounded to its multiple
 
 
@@ -51,7 +50,8 @@ def machine(device: str) -> str:
     return text
 
 
-def child(name: str, size: tuple[int, int], steps: int, warmup: int, device: str, precision: str) -> dict:
+def child(name: str, size: tuple[int, int], steps: int, warmup: int, device: str, precision: str,
+          keypoints: int) -> dict:
     """One trainer's measurement (run in a fresh process)."""
     import csv
 
@@ -64,7 +64,8 @@ def child(name: str, size: tuple[int, int], steps: int, warmup: int, device: str
     from gim_plugins.training.presets import resolve_preset
     from gim_plugins.training.trainers import trainer_class
 
-    settings = resolve_preset(name, {"trainer": CONFS.get(name, {}), "canonical_batch": None,
+    conf = {**CONFS.get(name, {}), **({"max_keypoints": keypoints} if name.endswith("lightglue") else {})}
+    settings = resolve_preset(name, {"trainer": conf, "canonical_batch": None,
                                      "checkpoint_every": 10**9, "precision": precision,
                                      "schedule.max_epochs": 10**6, "data.max_labels": 2048})
     torch.manual_seed(0)
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--gim-sizes", action="store_true", help="each preset's own canvas instead of --size")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
+    parser.add_argument("--keypoints", type=int, default=256, help="LightGlue trainers: keypoints per image "
+                        "(GIM: 2048)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -111,10 +114,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.child:
         size = tuple(json.loads(args.child))
-        print(json.dumps(child(args.trainers[0], size, args.steps, args.warmup, args.device, args.precision)))
+        print(json.dumps(child(args.trainers[0], size, args.steps, args.warmup, args.device, args.precision,
+                               args.keypoints)))
         return
     print(f"machine: {machine(args.device)}")
-    print(f"device {args.device}, {args.precision}, batch 1, {args.steps} timed steps after {args.warmup}")
+    print(f"device {args.device}, {args.precision}, batch 1, {args.steps} timed steps after {args.warmup}, "
+          f"LightGlue keypoints {args.keypoints}")
     print(f"{'trainer':18s} {'H×W':>9s} {'steps/s':>8s} {'ms/step':>9s} {'peak RSS MiB':>13s} "
           f"{'peak CUDA MiB':>14s} {'trainable M':>12s}  loss first → last")
     for name in args.trainers:
@@ -125,7 +130,8 @@ def main() -> None:
             size = (args.size // unit * unit,) * 2
         command = [sys.executable, __file__, "--child", json.dumps(size), "--trainers", name, "--steps",
                    str(args.steps), "--warmup", str(args.warmup), "--device", args.device, "--precision",
-                   args.precision] + (["--threads", str(args.threads)] if args.threads else [])
+                   args.precision, "--keypoints", str(args.keypoints)]
+        command += ["--threads", str(args.threads)] if args.threads else []
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
