@@ -230,3 +230,24 @@ def test_feature_roma_vgg_keys_map_from_torchvision() -> None:
     theirs |= {"features.40.weight", "features.41.running_mean", "classifier.0.weight"}
     mapped = {stub.backbone_key_map(k) for k in theirs} - {None}
     assert mapped == ours
+
+
+def test_feature_init_from_gims_lightning_checkpoint(tmp_path: Path) -> None:
+    from gim_plugins.training.checkpoints import load_weights_into
+    from gim_plugins.training.trainers import trainer_class
+
+    torch.manual_seed(1)
+    source = trainer_class("gim_loftr")()
+    lightning = {"state_dict": source.matcher_state_dict(), "epoch": 3, "global_step": 7,
+                 "pytorch-lightning_version": "1.5.10", "hparams_name": "config"}  # GIM's file layout
+    torch.save(lightning, tmp_path / "epoch=3.ckpt")
+    torch.manual_seed(2)
+    target = trainer_class("gim_loftr")()
+    assert not torch.equal(target.net.backbone.encode.conv1.weight, source.net.backbone.encode.conv1.weight)
+    load_weights_into(target, str(tmp_path / "epoch=3.ckpt"))
+    ours, theirs = target.net.state_dict(), source.net.state_dict()
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    del lightning["state_dict"][next(iter(lightning["state_dict"]))]  # a missing tensor: strict refusal
+    torch.save(lightning, tmp_path / "broken.ckpt")
+    with pytest.raises(ValueError, match="gim_loftr"):
+        load_weights_into(target, str(tmp_path / "broken.ckpt"))
