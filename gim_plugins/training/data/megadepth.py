@@ -33,7 +33,8 @@ import numpy as np
 
 from gim_plugins.training.data.base import PairDataset, read_rgb
 
-__all__ = ["MegaDepthDataset", "depth_correspondences", "megadepth_datasets", "select_pairs"]
+__all__ = ["NPZ_DIRS", "MegaDepthDataset", "depth_correspondences", "find_npz_dir", "megadepth_datasets",
+           "select_pairs"]
 
 
 def select_pairs(overlap: np.ndarray, low: float = 0.01, high: float = 0.7, max_pairs: int = 100000,
@@ -158,15 +159,34 @@ class MegaDepthDataset(PairDataset):
                            zs=False, gt=True, K0=K0, K1=K1, T_0to1=T_0to1, depth0=depth0, depth1=depth1)
 
 
+NPZ_DIRS = ("scene_info", "output")
+"""Where the scene files are looked for when no ``npz_dir`` is given: D2-Net's name, then GIM's (``output/``)."""
+
+
+def find_npz_dir(root: str | os.PathLike[str]) -> Path:
+    """The scene-file folder of a MegaDepth root: the first of :data:`NPZ_DIRS` holding ``*.npz`` files.
+
+    Raises:
+        FileNotFoundError: none of them holds scene files.
+    """
+    for name in NPZ_DIRS:
+        folder = Path(root) / name
+        if folder.is_dir() and any(folder.glob("*.npz")):
+            return folder
+    raise FileNotFoundError(f"no D2-Net scene files (*.npz) in {' or '.join(str(Path(root) / n) for n in NPZ_DIRS)}: "
+                            "pass the MegaDepth root, or name the folder with npz_dir=")
+
+
 def megadepth_datasets(root: str | os.PathLike[str], scenes: Sequence[str] | None = None,
-                       conf: Mapping[str, Any] | None = None, *, npz_dir: str = "scene_info") -> list[MegaDepthDataset]:
-    """One :class:`MegaDepthDataset` per scene file in ``root/npz_dir`` (``scenes``: these stems only; GIM lists
-    its 152 training scenes in ``datasets/_train_/MegaDepth.txt``), scenes without pairs dropped.
+                       conf: Mapping[str, Any] | None = None, *, npz_dir: str | None = None) -> list[MegaDepthDataset]:
+    """One :class:`MegaDepthDataset` per scene file in ``root/npz_dir`` (default: ``scene_info/``, else GIM's
+    ``output/``; ``scenes``: these stems only; GIM lists its 152 training scenes in
+    ``datasets/_train_/MegaDepth.txt``), scenes without pairs dropped.
 
     Raises:
         FileNotFoundError: no scene files.
     """
-    folder = Path(root) / npz_dir
+    folder = find_npz_dir(root) if npz_dir is None else Path(root) / npz_dir
     files = sorted(folder.glob("*.npz")) if scenes is None else [folder / f"{s}.npz" for s in scenes]
     if not files:
         raise FileNotFoundError(f"no D2-Net scene files (*.npz) in {folder}")

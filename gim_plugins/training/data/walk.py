@@ -139,6 +139,7 @@ class WalkDataset(PairDataset):
         self.pairs = [tuple(p) for p in pairs.reshape(-1, 2).tolist() if tuple(p) not in bad]
         self.swapped = _frames_swapped(self.layout, vid, self.conf.frame_colour)
         self.label_size = _video_size(self.layout, vid)
+        self.given_up: set[tuple[int, int]] = set()
 
     def labels(self, index: int) -> tuple[np.ndarray, int, int]:
         """``(labels (N, 4) in label-frame pixels, i0', i1')`` of pair ``index`` (the frames reached)."""
@@ -163,10 +164,15 @@ class WalkDataset(PairDataset):
         return self.sample(plan, image0, image1, rng, pair=(str(f0), str(f1)), zs=True, gt=False)
 
     def give_up(self, index: int) -> None:
-        """Append the target pair to ``bad_pairs.txt`` (one ``O_APPEND`` write: safe from concurrent workers)."""
+        """Append the target pair to ``bad_pairs.txt`` (one ``O_APPEND`` write: safe from concurrent workers), once
+        per process: the pair stays in this run's list (the sampler's lengths are fixed), so later epochs may give
+        it up again without writing it twice."""
         if not self.conf.record_bad_pairs:
             return
         i0, i1 = self.pairs[index]
+        if (i0, i1) in self.given_up:
+            return
+        self.given_up.add((i0, i1))
         path = self.layout.bad_pairs(self.ppid, self.scene)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:

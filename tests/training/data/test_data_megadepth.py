@@ -134,3 +134,14 @@ def test_smoke_pixel_centre_option(megadepth_root, motorcycle_views):
     K, pose = dataset.camera(1)
     assert np.allclose(K, motorcycle_views[1].K) and np.allclose(pose[:3, :3], motorcycle_views[1].R)
     assert torch.is_tensor(dataset.item(0, 0)["depth1"])
+
+
+def test_feature_gim_scene_folder_found(tmp_path, motorcycle_views):
+    """GIM keeps the scene files in ``output/`` (D2-Net: ``scene_info/``): both are found without ``npz_dir``."""
+    write_megadepth_scene(tmp_path, motorcycle_views)
+    (tmp_path / "scene_info").rename(tmp_path / "output")
+    found = megadepth_datasets(tmp_path, conf=CONF)
+    assert [d.scene for d in found] == ["0000"] and found[0].pairs
+    assert [d.scene for d in megadepth_datasets(tmp_path, conf=CONF, npz_dir="output")] == ["0000"]
+    with pytest.raises(FileNotFoundError, match="no D2-Net scene files"):
+        megadepth_datasets(tmp_path, conf=CONF, npz_dir="scene_info")

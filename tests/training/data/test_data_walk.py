@@ -79,6 +79,10 @@ def test_exception_gives_up_records_and_substitutes(tmp_path):
     bad = (root / "propagate" / PPID / "clip" / "bad_pairs.txt").read_text().split("\n")
     assert "10 20" in bad and "20 30" in bad
     assert WalkDataset(root, "clip", CONF).pairs == [(0, 40)]  # a new dataset skips it
+    for epoch in (1, 2):  # given up again in later epochs: recorded once per process
+        assert dataset.item(1, epoch=epoch) is not None
+    lines = (root / "propagate" / PPID / "clip" / "bad_pairs.txt").read_text().split("\n")
+    assert lines.count("10 20") == 1
     quiet = WalkDataset(_tree(tmp_path / "quiet"), "clip", {**CONF, "record_bad_pairs": False, "substitutes": 0})
     assert quiet.item(1, 0) is None
     assert "10 20" not in (tmp_path / "quiet" / "propagate" / PPID / "clip" / "bad_pairs.txt").read_text()
