@@ -6,10 +6,10 @@
     torchrun --nproc_per_node 8 [--nnodes 5 …] -m gim_plugins.training --preset gim_loftr --data … --out RUN
 
 ``--data`` takes folders, each recognised by what it holds (or named as ``KIND:PATH``): ``walk`` (a ``gim video``
-output or GIM's ZeroMatch folder: ``propagate/``), ``megadepth`` (D2-Net scene info: ``scene_info/*.npz``), ``zeb``
-(ZEB-format pairs), ``colmap`` (``colmap:MODEL_DIR,IMAGE_DIR``). Validation runs on ``--val DIR`` (a ZEB-format
-folder; default ZEB-mini, written once into ``RUN/zeb_mini``; ``--val none`` disables it). Running the same command
-again resumes ``RUN``. A thin layer over :func:`gim_plugins.training.engine.fit`.
+output or GIM's ZeroMatch folder: ``propagate/``), ``megadepth`` (D2-Net scene info: ``scene_info/*.npz``, or
+GIM's ``output/*.npz``), ``zeb`` (ZEB-format pairs), ``colmap`` (``colmap:MODEL_DIR,IMAGE_DIR``). Validation runs on
+``--val DIR`` (a ZEB-format folder; default ZEB-mini, written once into ``RUN/zeb_mini``; ``--val none`` disables
+it). Running the same command again resumes ``RUN``. A thin layer over :func:`gim_plugins.training.engine.fit`.
 """
 
 from __future__ import annotations
@@ -87,12 +87,13 @@ def _detect(path: Path) -> str:
 
     if (path / "propagate").is_dir():
         return "walk"
-    if (path / "scene_info").is_dir():
+    if (path / "scene_info").is_dir() or any((path / "output").glob("*.npz")):  # D2-Net's folder, or GIM's
         return "megadepth"
     if path.is_dir() and find_subsets(path):
         return "zeb"
     raise TrainUsageError(f"--data {path}: not a ZeroMatch/gim video folder (propagate/), a MegaDepth folder "
-                          "(scene_info/), nor a ZEB folder; name the kind as KIND:PATH (colmap:MODEL,IMAGES)")
+                          "(scene_info/ or output/*.npz), nor a ZEB folder; name the kind as KIND:PATH "
+                          "(colmap:MODEL,IMAGES)")
 
 
 def open_data(specs: Sequence[str], settings: Mapping[str, Any], rank: int = 0, world_size: int = 1) -> Any:
