@@ -48,13 +48,13 @@ def main() -> None:
     from gim_plugins.training.validation import Validator
     from gim_plugins.zeb.mini import write_mini
 
-    print(f"machine: {machine(args.device)}")
+    print(f"machine: {machine(args.device)}", flush=True)
     base = {"image_size": [args.size, args.size], "data.max_labels": 512, "trainer.max_keypoints": 512,
             "checkpoint_every": 10**9, "validation.max_pairs": None}
     settings = resolve_preset(args.preset, {**base, **parse_conf(args.overrides, option="--set")})
     data = open_data(args.data, settings)
-    print(f"data: {len(data.dataset)} pairs in {len(data.dataset.datasets)} datasets; "
-          f"{json.dumps({k: v for k, v in settings.items() if k in ('image_size', 'optimizer', 'schedule')})}")
+    shown = {k: v for k, v in settings.items() if k in ("image_size", "optimizer", "schedule")}
+    print(f"data: {len(data.dataset)} pairs in {len(data.dataset.datasets)} datasets; {json.dumps(shown)}", flush=True)
     write_mini(args.zeb)
     torch.manual_seed(int(settings["seed"]))
     trainer = trainer_class(settings["matcher"])(settings["trainer"])
@@ -65,6 +65,8 @@ def main() -> None:
     validator = Validator(args.zeb, trainer.matcher, {**trainer.matcher_conf(), **settings["validation"]["conf"]},
                           device=args.device, max_pairs=settings["validation"]["max_pairs"])
     before = validator(trainer.validation_weights())
+    print(f"before: AUC@5/10/20 {100 * before['auc5']:.2f} {100 * before['auc10']:.2f} {100 * before['auc20']:.2f} "
+          f"on {int(before['pairs'])} pairs ({before['seconds']:.0f} s)", flush=True)
     start = time.perf_counter()
     fit(trainer, data, settings, args.out, preset=args.preset, world=World(device=torch.device(args.device)),
         max_steps=args.steps, validator=validator, val_every=args.val_every or args.steps, progress=False)
