@@ -86,7 +86,8 @@ def sample_path(name: str) -> Path:
     return path
 
 
-def fetch_samples(names: Iterable[str] | None = None, *, pip_args: Iterable[str] = (), force: bool = False) -> list[Path]:
+def fetch_samples(names: Iterable[str] | None = None, *, pip_args: Iterable[str] = (),
+                  force: bool = False) -> list[Path]:
     """Download the sample videos ``names`` (default: all) and verify them; files already verified are kept.
 
     Raises:
