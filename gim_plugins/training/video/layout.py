@@ -212,10 +212,13 @@ def ppid(methods: list[str] | tuple[str, ...], skips: list[int] | tuple[int, ...
 
 @dataclass(frozen=True)
 class VideoPaths:
-    """What a step's ``main(conf, paths)`` works on: the layout root and which videos (``None``: all present)."""
+    """What a step's ``main(conf, paths)`` works on: the layout root, which videos (ids; ``None``: every video
+    present) and, for the decode step, the source files."""
 
     root: Path
     videos: tuple[str, ...] | None = None
+    sources: tuple[Path, ...] = ()
+    """Video files, folders or list files (the decode step's input; later steps use ``videos``)."""
 
     @property
     def layout(self) -> Layout:
