@@ -277,7 +277,7 @@ def main(conf: Mapping[str, Any] | None, paths: VideoPaths) -> Path:
 
     cfg = merge_conf(default_conf, conf, owner="gim video label")
     layout = Layout(paths.root)
-    videos = decoded_videos(layout, paths.videos)
+    videos = list(paths.videos) if paths.videos is not None else decoded_videos(layout)
     if not videos:
         raise UserError(f"no decoded video in {layout.root}; run `gim video decode` (or `gim video run`) first")
     names, line = choose_labellers(cfg.labellers)
@@ -292,6 +292,7 @@ def main(conf: Mapping[str, Any] | None, paths: VideoPaths) -> Path:
         _say(cfg, world, mask_line)
         labellers = [_Labeller(name, cfg, device) for name in names]
         chosen, whole = pairing.videos_of_shard(videos, (world.rank, world.size))
+        decoded_videos(layout, chosen)  # this worker's videos must be decoded (another job's may still be running)
         shard = None if (whole or world.size <= 1) else (world.rank, world.size)
         record_shard = (world.rank, world.size) if world.size > 1 and not whole else None
         for vid in chosen:
