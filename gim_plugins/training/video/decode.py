@@ -174,13 +174,19 @@ def main(conf: Mapping[str, Any] | None, paths: VideoPaths) -> Path:
     Writes per video: ``state/<vid>/video.json`` (see :mod:`~gim_plugins.training.video.layout`),
     ``state/<vid>/shots.csv``, the cached frames and ``video_1080p/<vid>.mp4``.
     """
+    from gim_plugins.zeb.world import init_world
+
     cfg = _check_conf(merge_conf(default_conf, conf, owner="gim video decode"))
     sources = find_videos(paths.sources)
-    shard = tuple(cfg.shard) if cfg.shard is not None else None
     layout = Layout(paths.root)
-    chosen, whole = pairing.videos_of_shard([str(s) for s in sources], shard or (0, 1))
-    for source in chosen:
-        _decode_video(Path(source), layout, cfg, None if whole else shard)
+    world = init_world(tuple(cfg.shard) if cfg.shard is not None else None)
+    try:
+        chosen, whole = pairing.videos_of_shard([str(s) for s in sources], (world.rank, world.size))
+        for source in chosen:
+            _decode_video(Path(source), layout, cfg, None if whole else (world.rank, world.size))
+        world.barrier()
+    finally:
+        world.close()
     return layout.root
 
 

@@ -186,7 +186,7 @@ class _Labeller:
         if key is None or self.cache is None:
             self.extracted += 1
             return self.matcher.extract(image) if mask is None else self.matcher.extract(image, mask=mask)
-        if str(key) not in self.cache._memory:
+        if str(key) not in self.cache:
             self.extracted += 1
         return self.cache.get(str(key), image, mask=mask)
 
@@ -277,7 +277,7 @@ def main(conf: Mapping[str, Any] | None, paths: VideoPaths) -> Path:
 
     cfg = merge_conf(default_conf, conf, owner="gim video label")
     layout = Layout(paths.root)
-    videos = decoded_videos(layout, paths.videos)
+    videos = list(paths.videos) if paths.videos is not None else decoded_videos(layout)
     if not videos:
         raise UserError(f"no decoded video in {layout.root}; run `gim video decode` (or `gim video run`) first")
     names, line = choose_labellers(cfg.labellers)
@@ -292,6 +292,7 @@ def main(conf: Mapping[str, Any] | None, paths: VideoPaths) -> Path:
         _say(cfg, world, mask_line)
         labellers = [_Labeller(name, cfg, device) for name in names]
         chosen, whole = pairing.videos_of_shard(videos, (world.rank, world.size))
+        decoded_videos(layout, chosen)  # this worker's videos must be decoded (another job's may still be running)
         shard = None if (whole or world.size <= 1) else (world.rank, world.size)
         record_shard = (world.rank, world.size) if world.size > 1 and not whole else None
         for vid in chosen:
@@ -339,13 +340,16 @@ def _run_pass(layout: Layout, info: dict[str, Any], lab: _Labeller, masker: Any,
     from tqdm import tqdm
 
     vid = info["vid"]
-    records, dirs, source_dirs = {}, {}, {}
+    records, dirs, source_dirs, source_records = {}, {}, {}, {}
     for skip in work:
         folder = LabelFolder(lab.method, zoomed, skip)
         dirs[skip] = layout.label_dir(folder, _video_folder(info, skip))
         records[skip] = LabelRecord(dirs[skip], layout.labeller_state(vid, folder), record_shard)
-        source_dirs[skip] = layout.label_dir(LabelFolder(source.method, False, skip), _video_folder(info, skip))
         dirs[skip].mkdir(parents=True, exist_ok=True)
+        if zoomed:
+            source_folder = LabelFolder(source.method, False, skip)
+            source_dirs[skip] = layout.label_dir(source_folder, _video_folder(info, skip))
+            source_records[skip] = LabelRecord(source_dirs[skip], layout.labeller_state(vid, source_folder))
     todo = sorted((pair[0], skip, pair) for skip, pairs in work.items() for pair in pairs if pair not in records[skip])
     frames = _Frames(layout, vid, info.get("frame_colour", "rgb"), masker)
     lab.extracted = 0
@@ -359,9 +363,7 @@ def _run_pass(layout: Layout, info: dict[str, Any], lab: _Labeller, masker: Any,
         if zoomed:
             src_file = layout.pair_file(source_dirs[skip], *pair)
             if not src_file.is_file():
-                src_record = LabelRecord(source_dirs[skip], layout.labeller_state(
-                    vid, LabelFolder(source.method, False, skip)))
-                if pair not in src_record:  # the plain pass has not reached this pair (another shard's run)
+                if pair not in source_records[skip]:  # the plain pass has not reached this pair (another shard's)
                     pending += 1
                     continue
                 records[skip].add(pair, 0)
