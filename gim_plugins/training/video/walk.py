@@ -6,8 +6,8 @@ correspondences drawn as lines — and text with the counts (labels, frames reac
 propagation id, frame size). What differs: the frames are scaled to fit ``max_size`` (default 640×360, so a
 picture stays near 1300×1100 pixels; GIM draws them at up to 1280×720 and rotates them by 90°), at most
 ``max_lines`` correspondences are drawn (a random subset, all points still shown in row 2), and the file name is the
-propagated pair's, ``walk/<vid>/<ppid>/{i0}_{i1}.png`` (GIM adds a time stamp), so a rerun skips pictures already
-drawn.
+propagated pair's, ``walk/<vid>/{i0}_{i1}.png`` (GIM adds a time stamp), so a rerun skips pictures already drawn
+(``overwrite=true`` draws them again, e.g. after choosing another propagation with ``ppid``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _walk_video(layout: Layout, vid: str, conf: Conf) -> tuple[int, int, list[st
     pid = _ppid_of(layout, vid, conf.ppid)
     source = layout.propagate_dir(pid, vid)
     names = [p.name for p in source.glob("*.npy")]
-    out = layout.root / WALK_DIR / vid / pid
+    out = layout.walk_dir(vid)
     drawn, kept, missing = 0, 0, []
     colour = _colour(layout, vid)
     for name in choose_pairs(names, conf.num_pairs, conf.seed):

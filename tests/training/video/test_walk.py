@@ -41,7 +41,7 @@ def _copy(tree: Path, tmp_path: Path) -> Path:
 def test_smoke_pictures_are_drawn_and_bounded(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _copy(tree, tmp_path)
     out = walk.main({"num_pairs": 4}, VideoPaths(root))
-    pictures = sorted((out / "clip" / PID).glob("*.png"))
+    pictures = sorted((out / "clip").glob("*.png"))
     propagated = sorted(p.name for p in Layout(root).propagate_dir(PID, "clip").glob("*.npy"))
     assert len(propagated) > 4 and len(pictures) == 4
     assert [p.stem + ".npy" for p in pictures] == walk.choose_pairs(propagated, 4, 3407)
@@ -77,7 +77,7 @@ def test_feature_rows_show_frames_points_and_lines() -> None:
 def test_feature_rerun_skips_overwrite_redraws(tree: Path, tmp_path: Path) -> None:
     root = _copy(tree, tmp_path)
     walk.main({"progress": False, "num_pairs": 2}, VideoPaths(root))
-    folder = root / "walk" / "clip" / PID
+    folder = root / "walk" / "clip"
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")}
     walk.main({"progress": False, "num_pairs": 2}, VideoPaths(root))
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.png")} == stamps
