@@ -133,10 +133,20 @@ def _videos_present(layout: Layout) -> list[str]:
     return sorted(found)
 
 
+def _zoom_flag(value: Any) -> bool:
+    """A zoom flag given as a bool or as GIM's letter (``"T"``/``"F"``)."""
+    if isinstance(value, str):
+        if value.upper() not in ("T", "F", "TRUE", "FALSE"):
+            raise UserError(f"zooms takes T/F (or true/false), got {value!r}")
+        return value.upper() in ("T", "TRUE")
+    return bool(value)
+
+
 def _selected(value: Any, present: set[Any], what: str, vid: str) -> set[Any]:
     if value is None:
         return present
-    wanted = {bool(v) if what == "zooms" else v for v in value}
+    value = [value] if isinstance(value, str | int) else value
+    wanted = {_zoom_flag(v) if what == "zooms" else v for v in value}
     missing = wanted - present
     if missing:
         raise UserError(f"{vid}: no label folders for {what} {sorted(missing)} (present: {sorted(present)}); run the "

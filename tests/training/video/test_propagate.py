@@ -88,6 +88,7 @@ def test_feature_summary_counts(labels: Path, tmp_path: Path, capsys: pytest.Cap
     ({"methods": ["SIFT"]}, "SIFT 10 20 40 F FM 32 PM 512"),
     ({"skips": [20]}, "SIFT ALIKED_LIGHTGLUE 20 F FM 32 PM 512"),
     ({"skips": [10, 40], "methods": ["ALIKED_LIGHTGLUE"]}, "ALIKED_LIGHTGLUE 10 40 F FM 32 PM 512"),
+    ({"zooms": ["F"], "methods": "SIFT"}, "SIFT 10 20 40 F FM 32 PM 512"),
 ])
 def test_feature_any_subset(labels: Path, tmp_path: Path, world: World, select: dict, expected: str) -> None:
     root = _copy(labels, tmp_path)
@@ -194,6 +195,10 @@ def test_exception_bad_input(labels: Path, tmp_path: Path) -> None:
         propagate.main(QUIET, VideoPaths(labels, ("other",)))
     with pytest.raises(UserError, match=r"methods \['GIM_DKM'\]"):
         propagate.main({**QUIET, "methods": ["GIM_DKM"]}, VideoPaths(labels))
+    with pytest.raises(UserError, match="zooms"):
+        propagate.main({**QUIET, "zooms": ["T"]}, VideoPaths(labels))
+    with pytest.raises(UserError, match="zooms takes T/F"):
+        propagate.main({**QUIET, "zooms": ["X"]}, VideoPaths(labels))
     with pytest.raises(UserError, match="shard"):
         propagate.main({**QUIET, "shard": (2, 2)}, VideoPaths(labels))
     with pytest.raises(UserError, match="missing_hop"):
