@@ -280,7 +280,7 @@ def _decode_frames(container: Any, stream: Any, source: Path, vid: str, layout: 
     detector = ShotDetector(cfg.shot_detector, fps, threshold=cfg.shot_threshold, min_shot_len=cfg.min_shot_len)
     wanted = set(needed)
     last_needed = max(needed, default=-1)
-    stop = end if cfg.shot_detector != "none" else last_needed + 1
+    stop = end if cfg.shot_detector != "none" else max(last_needed + 1, 1)  # ≥ 1 frame: its size is recorded
     layout.frames_dir(vid).mkdir(parents=True, exist_ok=True)
     colour_format = "bgr24" if cfg.frame_colour == "rgb" else "rgb24"  # cv2 writes BGR arrays as correct colour
     width = height = 0
