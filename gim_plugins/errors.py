@@ -28,8 +28,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USER_ERROR", "InputError", "Terminated", "UserError",
-           "is_user_error", "one_line", "run_cli", "storage_problem"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USER_ERROR", "InputError", "MissingDependencyError",
+           "Terminated", "UnknownNameError", "UserError", "is_user_error", "one_line", "run_cli", "storage_problem"]
 
 EXIT_USER_ERROR = 2
 """Exit status of a command stopped by a user error (as argparse uses for bad arguments)."""
@@ -39,6 +39,9 @@ EXIT_INTERRUPTED = 130
 
 EXIT_TERMINATED = 143
 """Exit status after SIGTERM (128 + 15)."""
+
+EXIT_BROKEN_PIPE = 141
+"""Exit status when the output pipe closed early (128 + SIGPIPE)."""
 
 
 class UserError(Exception):
@@ -50,6 +53,17 @@ class UserError(Exception):
 
 class InputError(UserError, ValueError):
     """A value, image or file the user gave that cannot be used as it is (also a ``ValueError``)."""
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name (image, exporter, subset, checkpoint, …) that is not among the known ones (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that a feature needs is not installed (the message says what to install)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -130,6 +144,11 @@ def run_cli(command: Callable[[], int | None], *, prog: str, debug: bool = False
     except Terminated:
         print(f"{prog}: terminated: {interrupted}", file=sys.stderr)
         return EXIT_TERMINATED
+    except BrokenPipeError:  # the reader went away (``gim weights list | head``): stop quietly, as cat does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -21,6 +21,7 @@ Every problem with an image the user gave raises :class:`~gim_plugins.errors.Inp
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -46,6 +47,9 @@ MAX_DECODE_PIXELS = 400_000_000
 _PIL_MODES = {"1": "L", "P": None, "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
               "RGBX": "RGB", "RGBa": "RGBA", "La": "LA", "I": None, "F": None}
 """PIL modes that are not pixel arrays as they are → the mode to convert to (``None``: decided per image)."""
+
+
+_PIL_HEADER_LOCK = threading.Lock()
 
 
 def _megapixels(height: int, width: int) -> str:
@@ -94,15 +98,16 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
     path = Path(path)
     _check_file(path)
-    with warnings.catch_warnings():
+    with _PIL_HEADER_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read: report any size
         try:
             with Image.open(path) as image:  # lazy: reads the header only
                 width, height = image.size
-        except Image.DecompressionBombError:
-            return (MAX_DECODE_PIXELS + 1, 1)  # PIL refuses to even describe it: far above any limit here
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
     return int(height), int(width)
 
 

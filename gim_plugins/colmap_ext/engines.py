@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gim_plugins.colmap_ext.correspondences import Correspondences
 
+from gim_plugins.errors import InputError
+
 __all__ = ["map_with_colmap", "map_with_pycolmap", "verify_with_colmap", "verify_with_pycolmap"]
 
 
@@ -79,7 +81,7 @@ def verify_with_colmap(database: Path, image_dir: Path, correspondences: Corresp
     image_list = work / "image_list.txt"
     image_list.write_text("".join(f"{name}\n" for name in correspondences.names))
     if camera["single_camera"] and len(set(correspondences.image_sizes.values())) > 1:
-        raise ValueError("single_camera needs images of one size")
+        raise InputError("single_camera needs images of one size (leave out --single-camera)")
     binary.feature_importer(database, image_dir, text / "features", image_list=image_list,
                             camera_model=camera["camera_model"], single_camera=camera["single_camera"],
                             camera_params=camera["camera_params"], executable=executable)

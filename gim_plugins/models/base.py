@@ -171,7 +171,7 @@ class BaseMatcher(nn.Module):
                 state_dicts[name] = source
                 ids.append(f"{name}=<state dict>")
                 continue
-            path = registry.resolve_weights(name, source)
+            path = registry.resolve_weights(name, source, verify=source is None)
             if name in registry.WEIGHTS:
                 log.info("loading %s from %s (licence: %s)", name, path, registry.WEIGHTS[name].license)
             state_dicts[name] = registry.load_state_dict_file(path)
