@@ -361,23 +361,27 @@ def merge_conf(
     """
     if user is not None and not isinstance(user, Mapping):
         raise ConfValueError(f"options of {owner} must be a mapping of names to values, got {type(user).__name__}")
-    merged = _merge(to_plain(default), dict(user or {}), owner=owner, prefix="")
+    merged = _merge(to_plain(default), dict(user or {}), owner=owner, prefix="", schema=schema or {})
     if schema:
         _validate(merged, schema, owner=owner, prefix="")
     return Conf(merged)
 
 
-def _merge(default: dict[str, Any], user: Mapping[str, Any], *, owner: str, prefix: str) -> dict[str, Any]:
+def _merge(default: dict[str, Any], user: Mapping[str, Any], *, owner: str, prefix: str,
+           schema: Schema) -> dict[str, Any]:
     out = copy.deepcopy(default)
     for key, value in user.items():
         path = f"{prefix}{key}"
         if key not in default:
             known = ", ".join(sorted(default)) or "(none)"
             raise ConfError(f"unknown option {path!r} for {owner}; known options: {known}")
+        declared = schema.get(key)
         if isinstance(default[key], Mapping) and default[key] and isinstance(value, Mapping):
-            out[key] = _merge(default[key], value, owner=owner, prefix=f"{path}.")
+            nested = declared if isinstance(declared, Mapping) else {}
+            out[key] = _merge(default[key], value, owner=owner, prefix=f"{path}.", schema=nested)
         else:
-            _check_type(path, default[key], value, owner)
+            if key not in schema:  # declared options are checked against their schema, with a better message
+                _check_type(path, default[key], value, owner)
             out[key] = to_plain(value) if isinstance(value, Mapping | tuple) else copy.deepcopy(value)
     return out
 

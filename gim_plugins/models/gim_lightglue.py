@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from gim_plugins.conf import Bool, Conf, ConfError, Float, Int
 from gim_plugins.models.base import SparseMatcher
-from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, fit_state_dict
+from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, CheckpointMismatchError, fit_state_dict
 from gim_plugins.types import Features
 
 __all__ = ["GIMLightGlue", "remap_gim_lightglue"]
@@ -60,11 +60,11 @@ def remap_gim_lightglue(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.
         else:
             stray.append(key)
     if stray:
-        raise ValueError(f"gim_lightglue_100h: keys without a 'superpoint.' or 'model.' prefix: {sorted(stray)[:10]}"
-                         f"{'…' if len(stray) > 10 else ''}")
+        raise CheckpointMismatchError(f"gim_lightglue_100h: keys without a 'superpoint.' or 'model.' prefix: "
+                                      f"{sorted(stray)[:10]}{'…' if len(stray) > 10 else ''}")
     for prefix, half in ((_SUPERPOINT, superpoint), (_LIGHTGLUE, lightglue)):
         if not half:
-            raise ValueError(f"gim_lightglue_100h: the checkpoint has no '{prefix}*' keys (is it GIM's "
+            raise CheckpointMismatchError(f"gim_lightglue_100h: the checkpoint has no '{prefix}*' keys (is it GIM's "
                              "SuperPoint+LightGlue file?)")
     return superpoint, lightglue
 

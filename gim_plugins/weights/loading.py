@@ -102,9 +102,14 @@ def torch_load(path: Path, *, weights_only: bool) -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The informative line of torch's (long, multi-line) errors: the refused global, else the first line."""
+    import re
+
     text = str(exc).strip() or type(exc).__name__
-    lines = [line for line in text.splitlines() if line.strip()]
-    return (lines[-1] if "Weights only load failed" in lines[0] else lines[0])[:200]
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it needs {refused.group(1)}"
+    return text.splitlines()[0][:200]
 
 
 def extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -156,7 +161,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(
             f"{path} cannot be loaded with torch.load(weights_only=True): it contains pickled Python objects "
-            f"that would run arbitrary code ({_first_line(exc)}). If it is an official GIM "
+            f"that would run code when loaded ({_first_line(exc)}). If it is an official GIM "
             f"checkpoint, run `gim weights import {path}`: the file is accepted when its hash matches the "
             f"official one and a safe state-dict copy is stored. For a file you trust, add --trust."
         ) from None
