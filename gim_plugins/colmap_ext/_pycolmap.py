@@ -44,11 +44,30 @@ def require() -> ModuleType:
     except ImportError as exc:
         raise MissingDependencyError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, "
                                      "< 5), or use the COLMAP binary with --engine colmap") from exc
+    _restore_sigterm()
     found = _parse(getattr(pycolmap, "__version__", "0"))
     if not MIN_VERSION <= found < MAX_VERSION:
         raise MissingDependencyError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
                           "`pip install 'pycolmap>=4.2,<5'`")
     return pycolmap
+
+
+def _restore_sigterm() -> None:
+    """Give SIGTERM back to Python after importing pycolmap.
+
+    COLMAP's logging library installs a failure handler for SIGTERM when pycolmap is imported: a terminated run then
+    dies with a native stack trace, skipping every ``finally`` block. Re-installing Python's handler (the command
+    line's, which ends the run with one line, or the default) restores the normal behaviour; a signal that arrives
+    during a long native call is handled when the call returns.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: installed from C by someone else, leave it
+        signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -84,3 +84,59 @@ def tmpfs(path: Path, size: str, *, read_only: bool = False) -> Any:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
+
+
+# ------------------------------------------------------------------------------------------ concurrent writers
+
+
+def fake_sparse_matcher() -> Any:
+    """A cheap sparse matcher whose features are a pure function of the image (for the concurrency rows)."""
+    import torch
+
+    from gim_plugins.models.base import SparseMatcher
+    from gim_plugins.types import Features
+
+    class FakeSparse(SparseMatcher):
+        name = "fake_sparse"
+        default_conf: ClassVar[dict[str, Any]] = {"max_image_pixels": None}
+
+        def _init(self, conf: Any) -> None:
+            pass
+
+        def _extract(self, image: torch.Tensor) -> Features:
+            value = float(image.mean())
+            keypoints = torch.full((50, 2), value * 10)
+            return self._features(keypoints, torch.full((50, 8), value), torch.full((50,), value), image)
+
+        def _match_features(self, f0: Features, f1: Features) -> Any:
+            index = torch.arange(min(len(f0), len(f1)))
+            return index, index, torch.ones(len(index))
+
+    return FakeSparse()
+
+
+def image_for(key: int) -> Any:
+    import numpy as np
+
+    return np.full((32, 32, 3), key, np.uint8)
+
+
+def write_features(path: str, keys: list[int], barrier: Any) -> None:
+    """One of several processes filling one feature file (run with multiprocessing's spawn)."""
+    from gim_plugins.features import FeatureCache
+
+    barrier.wait()  # all processes start writing at once
+    cache = FeatureCache(fake_sparse_matcher(), path, lock_timeout=60)
+    for key in keys:
+        cache.get(f"image_{key:03d}", image_for(key))
+
+
+def hold_h5(path: str, seconds: float, ready: Any) -> None:
+    """Keep an HDF5 file open for writing (HDF5's own lock), as another program would."""
+    import time
+
+    import h5py
+
+    with h5py.File(path, "a"):
+        ready.set()
+        time.sleep(seconds)
