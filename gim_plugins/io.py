@@ -152,7 +152,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
         raise InputError(f"cannot decode {path} as an image (unsupported or corrupt file)")
     if image.ndim == 3:
         code = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}.get(image.shape[2])
-        image = cv2.cvtColor(image, code) if code is not None else image
+        if code is not None:
+            image = cv2.cvtColor(image, code, dst=image)  # in place: no second full-size copy
     if size is None:  # a format PIL cannot read: checked after decoding instead
         check_pixels(*image.shape[:2], str(path), max_pixels, owner)
     return image
@@ -182,10 +183,9 @@ def _array_to_chw(array: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected an H×W, H×W×3 or H×W×4 image array, got shape {array.shape}")
     if 0 in array.shape[:2]:
         raise InputError(f"{name}: the image array is empty (shape {array.shape})")
-    if array.dtype == np.uint8:
-        scaled = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        scaled = array.astype(np.float32) / 65535.0
+    if array.dtype in (np.uint8, np.uint16):  # one float copy, divided in place (the same numbers)
+        scaled = array.astype(np.float32)
+        scaled /= np.float32(255.0 if array.dtype == np.uint8 else 65535.0)
     elif array.dtype == np.bool_:
         scaled = array.astype(np.float32)
     elif np.issubdtype(array.dtype, np.floating):
