@@ -76,11 +76,13 @@ _USER_OSERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Perm
 
 
 _STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
-                   errno.EDQUOT: "the disk quota is exceeded"}
+                   errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EFBIG: "a file would pass this process's file-size limit (ulimit -f)"}
 _STORAGE_TEXTS = (("no space left", "no space left on the device"), ("disk is full", "no space left on the device"),
                   ("database or disk is full", "no space left on the device"),
                   ("read-only file system", "the file system is read-only"),
-                  ("readonly database", "the output is read-only"), ("disk quota", "the disk quota is exceeded"))
+                  ("readonly database", "the output is read-only"), ("disk quota", "the disk quota is exceeded"),
+                  ("file too large", "a file would pass this process's file-size limit (ulimit -f)"))
 
 
 def storage_problem(exc: BaseException) -> str | None:

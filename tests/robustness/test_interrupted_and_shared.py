@@ -253,3 +253,39 @@ def test_smoke_console_script_user_error_is_one_line(inputs) -> None:
                           timeout=300, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     record("clear")
+
+
+# ------------------------------------------------------------------------- a file-size limit (no mount needed)
+
+
+def _file_size_limit(kib: int):
+    """``preexec_fn`` for a child whose files may not grow past ``kib`` KiB (``ulimit -f``): a full output folder
+    where mounting a small tmpfs is not allowed. Python ignores SIGXFSZ, so writes past the limit fail with EFBIG."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
+
+    return apply
+
+
+@pytest.mark.parametrize("command", ["match", "zeb", "reconstruct"])
+def test_exception_file_size_limit_is_one_line_and_the_rerun_completes(command, inputs, tiny_zeb, scene_images,
+                                                                       tmp_path) -> None:
+    """Writes that fail part-way (the file-size limit of the process) end in one line, exit status 2; the same
+    command without the limit then completes, and ``gim match`` leaves no partial picture behind."""
+    out = tmp_path / "out"
+    argv = {"match": ("match", inputs["left"], inputs["right"], "--matcher", "root_sift", "--conf",
+                      "max_keypoints=512", "--out", out),
+            "zeb": ("zeb", "run", "--matcher", "root_sift", "--data", tiny_zeb, "--out", out, "--no-progress"),
+            "reconstruct": ("reconstruct", scene_images, "--out", out, *RECON)}[command]
+    process = gim_process(*argv, preexec_fn=_file_size_limit({"match": 16, "zeb": 2, "reconstruct": 256}[command]))
+    _, err = process.communicate(timeout=300)
+    check_error(robust_helpers.Outcome(process.returncode, "", err), 2,
+                r"cannot write.*file-size limit \(ulimit -f\)")
+    if command == "match":
+        assert not list(out.glob("*.png")) and not list(out.glob("*.tmp*")), list(out.iterdir())
+    process = gim_process(*argv)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    record("ok")
