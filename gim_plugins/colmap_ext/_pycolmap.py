@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from gim_plugins.errors import MissingDependencyError
+
 __all__ = ["available", "create_database", "incremental_mapping", "require", "verify_matches", "version"]
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,32 @@ def require() -> ModuleType:
     try:
         import pycolmap
     except ImportError as exc:
-        raise ImportError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, < 5), "
-                          "or use the COLMAP binary with --engine colmap") from exc
+        raise MissingDependencyError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, "
+                                     "< 5), or use the COLMAP binary with --engine colmap") from exc
+    _restore_sigterm()
     found = _parse(getattr(pycolmap, "__version__", "0"))
     if not MIN_VERSION <= found < MAX_VERSION:
-        raise ImportError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
+        raise MissingDependencyError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
                           "`pip install 'pycolmap>=4.2,<5'`")
     return pycolmap
+
+
+def _restore_sigterm() -> None:
+    """Give SIGTERM back to Python after importing pycolmap.
+
+    COLMAP's logging library installs a failure handler for SIGTERM when pycolmap is imported: a terminated run then
+    dies with a native stack trace, skipping every ``finally`` block. Re-installing Python's handler (the command
+    line's, which ends the run with one line, or the default) restores the normal behaviour; a signal that arrives
+    during a long native call is handled when the call returns.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: installed from C by someone else, leave it
+        signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager
@@ -84,9 +105,11 @@ def create_database(path: str | os.PathLike[str]) -> None:
 
 
 def verify_matches(database: str | os.PathLike[str], pairs_file: str | os.PathLike[str], *, max_error: float,
-                   max_num_trials: int, min_inlier_ratio: float, min_num_inliers: int, confidence: float) -> None:
+                   max_num_trials: int, min_inlier_ratio: float, min_num_inliers: int, confidence: float,
+                   random_seed: int = 0) -> None:
     """Geometric verification of the pairs listed in ``pairs_file`` (``name0 name1`` lines); writes
-    ``two_view_geometries``."""
+    ``two_view_geometries``. RANSAC draws from ``random_seed`` (reruns give the same inliers; pycolmap's own
+    default, -1, seeds from the clock)."""
     pycolmap = require()
     options = pycolmap.TwoViewGeometryOptions()
     options.ransac.max_error = float(max_error)
@@ -94,6 +117,7 @@ def verify_matches(database: str | os.PathLike[str], pairs_file: str | os.PathLi
     options.ransac.min_inlier_ratio = float(min_inlier_ratio)
     options.ransac.confidence = float(confidence)
     options.min_num_inliers = int(min_num_inliers)
+    options.ransac.random_seed = int(random_seed)
     with _quiet(pycolmap):
         pycolmap.verify_matches(str(database), str(pairs_file), options=options)
 

@@ -15,14 +15,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gim_plugins.errors import UserError
+
 __all__ = ["ColmapError", "database_creator", "feature_importer", "find_colmap", "mapper", "matches_importer",
            "model_converter", "run"]
 
 log = logging.getLogger(__name__)
 
 
-class ColmapError(RuntimeError):
-    """The colmap program is missing or failed."""
+class ColmapError(RuntimeError, UserError):
+    """The colmap program is missing or failed (its first line names the command and COLMAP's last message)."""
 
 
 def find_colmap(executable: str | None = None) -> str:
@@ -61,8 +63,10 @@ def run(command: str, options: Mapping[str, Any], *, executable: str | None = No
         raise ColmapError(f"colmap {command} timed out after {timeout} s") from exc
     output = (done.stdout or "") + (done.stderr or "")
     if done.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        raise ColmapError(f"colmap {command} failed (exit {done.returncode}):\n{tail}")
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        tail = "\n".join(lines[-15:])
+        raise ColmapError(f"colmap {command} failed (exit {done.returncode}): {last}\n{tail}")
     return output
 
 
@@ -84,7 +88,7 @@ def feature_importer(database: Path, image_dir: Path, import_dir: Path, *, image
 
 def matches_importer(database: Path, match_list: Path, *, match_type: str, max_error: float, max_num_trials: int,
                      min_inlier_ratio: float, min_num_inliers: int, confidence: float, num_threads: int = -1,
-                     **kwargs: Any) -> str:
+                     random_seed: int = 0, **kwargs: Any) -> str:
     """Import a match list (``raw``: matches, then COLMAP's geometric verification; ``inliers``: verified as is)."""
     if match_type not in ("raw", "inliers"):
         raise ValueError(f"match_type must be 'raw' or 'inliers', got {match_type!r}")
@@ -93,7 +97,7 @@ def matches_importer(database: Path, match_list: Path, *, match_type: str, max_e
         "SiftMatching.use_gpu": False, "SiftMatching.num_threads": num_threads,
         "SiftMatching.max_error": max_error, "SiftMatching.max_num_trials": max_num_trials,
         "SiftMatching.min_inlier_ratio": min_inlier_ratio, "SiftMatching.min_num_inliers": min_num_inliers,
-        "SiftMatching.confidence": confidence,
+        "SiftMatching.confidence": confidence, "random_seed": random_seed,
     }, **kwargs)
 
 

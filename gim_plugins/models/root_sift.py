@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from gim_plugins.conf import Conf
+from gim_plugins.conf import Bool, Conf, Float, Int
 from gim_plugins.models.base import SparseMatcher
 from gim_plugins.types import Features
 
@@ -30,16 +30,22 @@ class RootSIFT(SparseMatcher):
         "ratio_threshold": 0.8,
         "mutual": True,
         "chunk_size": 4096,  # rows of the similarity matrix held at once (memory bound for large images)
+        "max_image_pixels": 24_000_000,  # larger images are refused (OpenCV's SIFT needs ~80 bytes a pixel)
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "max_keypoints": Int(min=1) | None,
+        "contrast_threshold": Float(min=0),
+        "ratio_threshold": Float(min=0, max=1, min_open=True),
+        "mutual": Bool(),
+        "chunk_size": Int(min=1),
+        "max_image_pixels": Int(min=1) | None,
     }
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "contrast_threshold")
     accepts_detection_mask: ClassVar[bool] = True  # OpenCV's SIFT takes the mask (GIM's video labeller passes it)
     min_image_size: ClassVar[int] = 16
 
     def _init(self, conf: Conf) -> None:
-        if conf.max_keypoints is not None and conf.max_keypoints <= 0:
-            raise ValueError(f"max_keypoints must be positive or None, got {conf.max_keypoints}")
-        if not 0.0 < conf.ratio_threshold <= 1.0:
-            raise ValueError(f"ratio_threshold must be in (0, 1], got {conf.ratio_threshold}")
+        """Nothing to build: the options are checked by :attr:`conf_schema`."""
 
     def _extract(self, image: torch.Tensor) -> Features:
         return self._extract_masked(image, None)

@@ -51,12 +51,15 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
         paths: :class:`ReconstructPaths` or a mapping with ``images`` (folder, searched recursively) and ``out``.
 
     Raises:
-        RuntimeError: another run holds the output folder.
+        UserError: (one line) a bad option or device, a missing image folder, another run holding the output folder.
     """
+    from gim_plugins.matching import check_device
     from gim_plugins.reconstruct import database, mapping, match
-    from gim_plugins.reconstruct.common import ReconstructPaths, output_lock, resolve_conf
+    from gim_plugins.reconstruct.common import ReconstructPaths, check_paths, output_lock, resolve_conf
 
     conf, paths = resolve_conf(conf), ReconstructPaths.of(paths)
+    check_device(conf.device)  # once, before anything is written
+    check_paths(paths)
     with output_lock(paths.out):
         match.main(conf, paths)
         database.main(conf, paths)
