@@ -1,8 +1,8 @@
 // gim view: a small point-cloud viewer, inlined into the page by gim_plugins/view/page.py.
 // Draws the dense cloud, the sparse points and the camera frusta with WebGL (orbit: drag; pan: shift-drag or
-// right-drag; zoom: wheel; reset: double-click). Without WebGL it draws the same scene on a 2D canvas with a
-// z-buffer, so the page works in any browser. Data: the JSON block #gim-data (positions quantised to uint16 over
-// the bounding box, colours uint8, both base64), written by page.py.
+// right-drag; zoom: wheel; reset: double-click). Without WebGL (or with ?renderer=2d) it draws the same scene on a
+// 2D canvas with a z-buffer, so the page works in any browser. Data: the JSON block #gim-data (positions quantised
+// to uint16 over the bounding box, colours uint8, both base64), written by page.py.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("gim-data").textContent);
@@ -201,8 +201,8 @@
 
   // ---------------------------------------------------------------------------------------------- wiring
   var renderer = null;
-  try {
-    renderer = webglRenderer();
+  try {  // page.html?renderer=2d forces the fallback (old machines, tests)
+    renderer = /[?&]renderer=2d\b/.test(window.location.search) ? null : webglRenderer();
   } catch (error) {
     renderer = null;
     statusBox.dataset.webglError = String(error);
