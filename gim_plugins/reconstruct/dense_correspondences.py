@@ -5,8 +5,9 @@
   only ``num_samples`` (5000) of them with a kernel density estimate that grows with the square of the number drawn;
   here the warp itself is read instead: every grid cell with a certainty of at least ``min_certainty``, at most
   ``max_matches`` of them (a seeded random subset), mapped to pixels exactly as the matcher maps its samples.
-* Sparse matchers (``aliked_lightglue``, ``root_sift``, ``gim_lightglue``) match cached per-image features
-  (``features.h5`` in the dense folder, each image extracted once). What they give is *sparse-derived*: a few
+* Sparse matchers (``aliked_lightglue``, ``root_sift``, ``gim_lightglue``) match cached per-image features, each
+  image extracted once: the reconstruction's ``features.h5`` when it holds this matcher's features (same
+  configuration), else ``dense/features.h5``. What they give is *sparse-derived*: a few
   thousand points per pair, on the detector's keypoints.
 * Any other matcher (``gim_loftr``, plug-ins) is called through its ``match``.
 
@@ -15,6 +16,7 @@ Keypoints come back in the package pixel convention (centre of the top-left pixe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,14 @@ class PairMatcher:
     Args:
         matcher: a loaded matcher (:func:`gim_plugins.matching.load_matcher`).
         image_dir: the folder the names are relative to.
-        feature_file: HDF5 feature cache of sparse matchers.
+        feature_files: HDF5 feature caches of sparse matchers: the first existing one that holds this matcher's
+            features is used, else the last one (created, or replaced if it holds another configuration's).
         max_matches: dense warps: the most correspondences kept per pair.
         min_certainty: dense warps: the least certainty kept.
         seed: dense warps: seed of the subset drawn when more than ``max_matches`` cells pass.
     """
 
-    def __init__(self, matcher: Any, image_dir: Path, feature_file: Path, *, max_matches: int,
+    def __init__(self, matcher: Any, image_dir: Path, feature_files: Sequence[Path], *, max_matches: int,
                  min_certainty: float, seed: int = 0) -> None:
         from gim_plugins.models.dense_warp import WarpSamplingMatcher
 
@@ -50,10 +53,16 @@ class PairMatcher:
         if self.kind == "sparse":
             from gim_plugins.features import FeatureCache
 
-            try:
-                self._cache = FeatureCache(matcher, feature_file)
-            except ValueError:  # features of another configuration: they are ours to discard
-                self._cache = FeatureCache(matcher, feature_file, overwrite=True)
+            *shared, own = feature_files
+            for path in shared:
+                if not Path(path).is_file():
+                    continue
+                try:
+                    self._cache = FeatureCache(matcher, path)
+                    return
+                except (ValueError, OSError):  # another configuration's features, or unreadable: not ours to touch
+                    continue
+            self._cache = FeatureCache(matcher, own, overwrite=True)
 
     def __call__(self, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(k0 (N, 2), k1 (N, 2), confidence (N,))`` float64 pixels of the two images, package convention."""
@@ -87,12 +96,13 @@ class PairMatcher:
         with torch.inference_mode():
             warp, certainty = matcher.dense(padded[0], padded[1])
         matches, certainty = warp.reshape(-1, 4).float().cpu(), certainty.reshape(-1).float().cpu()
-        keep = torch.nonzero(torch.isfinite(certainty) & (certainty >= self.min_certainty)).squeeze(1)
-        if len(keep) > self.max_matches:
-            generator = torch.Generator().manual_seed(self.seed)
-            keep = keep[torch.randperm(len(keep), generator=generator)[: self.max_matches]]
+        keep = torch.isfinite(certainty) & (certainty >= self.min_certainty)
         k0, k1, confidence = matches_to_keypoints(
             matches[keep], certainty[keep], (padded[0].shape[-2:], padded[1].shape[-2:]), tuple(pads),
             (images[0].shape[-2:], images[1].shape[-2:]), bounds_filter=True, drop_zero_confidence=True)
+        if len(k0) > self.max_matches:  # inside both images first, then the subset: max_matches when there are
+            generator = torch.Generator().manual_seed(self.seed)
+            pick = torch.randperm(len(k0), generator=generator)[: self.max_matches]
+            k0, k1, confidence = k0[pick], k1[pick], confidence[pick]
         offset = matcher.gim_keypoint_offset
         return ((k0 - offset).double().numpy(), (k1 - offset).double().numpy(), confidence.double().numpy())

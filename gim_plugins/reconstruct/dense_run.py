@@ -89,7 +89,7 @@ def _triangulate_images(conf: Conf, paths: ReconstructPaths, dense_dir: Path, ma
         if points is None:
             if pair_matcher is None:
                 loaded = _load_matcher(conf, matcher)
-                pair_matcher = PairMatcher(loaded, paths.images, dense_dir / "features.h5",
+                pair_matcher = PairMatcher(loaded, paths.images, [paths.features, dense_dir / "features.h5"],
                                            max_matches=conf.max_matches, min_certainty=conf.min_certainty,
                                            seed=conf.seed)
             points = _image_points(view, partners, pair_matcher, read_image(paths.images / view.name), conf, key)
