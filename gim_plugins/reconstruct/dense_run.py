@@ -3,8 +3,8 @@
 1. Views and neighbours from ``sparse/0``.
 2. Per image (skipped when its file in ``dense/points/`` has the current key): match with each neighbour,
    triangulate, filter, colour; write the file.
-3. Fusion (skipped when ``dense/summary.json`` has the current key and ``fused.ply`` exists): consistency, voxel
-   merge, normals; ``fused.ply`` then ``summary.json``, both atomically.
+3. Fusion (skipped when no image was computed now, ``dense/summary.json`` has the current key and ``fused.ply``
+   exists): consistency, voxel merge, normals; ``fused.ply`` then ``summary.json``, both atomically.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def run_triangulation(conf: Conf, paths: ReconstructPaths, dense_dir: Path, matc
     output, summary_path = dense_dir / "fused.ply", dense_dir / "summary.json"
     key = hashlib.sha1(json.dumps([[p.key for p in points], {k: conf[k] for k in _FUSE_KEYS + _PAIR_KEYS}],
                                   sort_keys=True).encode()).hexdigest()
-    if read_json(summary_path).get("key") == key and output.is_file():
+    if computed == 0 and read_json(summary_path).get("key") == key and output.is_file():
         log.info("dense model %s is up to date", output)
         return output
     cloud, fused = _fuse(conf, views, ranked, points)
