@@ -172,7 +172,7 @@ def run_triangulation(conf: Conf, paths: ReconstructPaths, dense_dir: Path, matc
         hint = (" (a point needs min_consistent_views other views: with so few images set it to 0)"
                 if len(views) <= 2 + conf.min_consistent_views else "")
         raise UserError(f"no dense point survived the filters{hint}: see {dense_dir / 'points'} for the per-image "
-                        "counts; lower min_consistent_views or max_reprojection_error, or check the matcher")
+                        "counts; lower min_consistent_views, raise max_reprojection_error, or check the matcher")
     write_ply(output, cloud)
     totals: dict[str, float] = {}
     for p in points:
