@@ -58,7 +58,9 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
 
     Raises:
         RuntimeError: another run holds the output folder.
+        UserError: with ``dense``: no dense method can run here (before anything runs), or the mapping made no model.
     """
+    from gim_plugins.errors import UserError
     from gim_plugins.reconstruct import database, mapping, match
     from gim_plugins.reconstruct.common import ReconstructPaths, output_lock, resolve_conf
 
@@ -79,6 +81,12 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
         database.main(conf, paths)
         summary = mapping.main(conf, paths)
         if dense_conf is not None:
+            if not (paths.model / "images.txt").is_file():
+                import json
+
+                registered = json.loads(summary.read_text()).get("registered", 0)
+                raise UserError(f"--dense: the sparse reconstruction registered {registered} images and made no model "
+                                f"to densify (see {summary}); try more images, more pairs or another matcher")
             dense_step.main(dense_conf, paths)
         return summary
 

@@ -144,6 +144,22 @@ def test_smoke_cli(gt_dense, scene_dir, tmp_path, capsys) -> None:
     assert "need --dense" in capsys.readouterr().err
 
 
+@requires_pycolmap
+def test_exception_dense_without_a_sparse_model(gt_dense, scene_views, tmp_path) -> None:
+    """Two views with 20 matches: the mapping registers nothing, and ``--dense`` says so in one line (not "run
+    without --dense first", which is the message of the dense step run on its own)."""
+    from gim_plugins import reconstruct
+    from gim_plugins.datasets import scene
+
+    images = tmp_path / "images"
+    scene.write_scene([scene_views[0], scene_views[-1]], images)
+    conf = {"matcher": "gt_dense", "matcher_conf": {"num_matches": 20}, "progress": False}
+    with pytest.raises(UserError, match=r"registered 0 images and made no model to densify") as error:
+        reconstruct.main(conf, {"images": images, "out": tmp_path / "out"}, dense={"method": "triangulate"})
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out" / "dense").exists()
+
+
 @pytest.mark.slow
 @requires_pycolmap
 def test_feature_real_photos_end_to_end(scene_views, tmp_path) -> None:
