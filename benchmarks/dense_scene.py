@@ -12,9 +12,10 @@ dense step alone. Each matcher then densifies that model, each in its own proces
 
 Reported per run: dense points, accuracy (median and 90th-percentile distance to the true surface, mm and % of the
 scene extent; share of points more than 5 cm off), completeness (share of the true surface — one sample per pixel
-of the left photo — within 1 cm of a point), time and peak RSS. ``--end-to-end`` adds a run from the photos: sparse
-model by ``aliked_lightglue``, then its sparse-derived dense cloud, aligned to the scene by the cameras (rotation
-from their orientations, scale and shift from their centres). Timings are noisy on a shared machine.
+of the left photo — within 1 cm of a point), wall and CPU time, peak RSS. ``--end-to-end`` adds a run from the
+photos: sparse model by ``aliked_lightglue``, then its sparse-derived dense cloud, aligned to the scene by the
+cameras (rotation from their orientations, scale and shift from their centres). Timings are noisy on a shared
+machine: CPU seconds are the steadier measure.
 
     .venv/bin/python benchmarks/dense_scene.py
     .venv/bin/python benchmarks/dense_scene.py --matchers gt aliked_lightglue --random gim_loftr --neighbours 2
@@ -120,17 +121,24 @@ def run_one(args: argparse.Namespace) -> dict[str, object]:
     accuracy = cloud_accuracy(xyz)
     return {"run": args.one, "matcher": matcher, "pairs": summary["pairs"], "matches": summary["matches"],
             "sparse_derived": summary["sparse_derived"], **accuracy, "dense_seconds": seconds,
-            "sparse_seconds": sparse_seconds,
+            "sparse_seconds": sparse_seconds, "cpu_seconds": _cpu_seconds(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _row(r: dict) -> str:
+    cpu = f"{r['cpu_seconds']:.0f}" if "cpu_seconds" in r else "–"
     if "error" in r:
-        return f"| {r['run']} | – | – | – | – | – | {r['dense_seconds']:.1f} | {r['peak_rss_mb']:.0f} | {r['error']} |"
+        return (f"| {r['run']} | – | – | – | – | – | {r['dense_seconds']:.1f} | {cpu} | {r['peak_rss_mb']:.0f} | "
+                f"{r['error']} |")
     return (f"| {r['run']}{' (sparse-derived)' if r['sparse_derived'] else ''} | {r['points']} | "
             f"{1000 * r['median_m']:.1f} mm ({100 * r['median_share']:.2f} %) | "
             f"{1000 * r['p90_m']:.1f} mm ({100 * r['p90_share']:.2f} %) | {100 * r['far_share']:.1f} % | "
-            f"{100 * r['completeness']:.1f} % | {r['dense_seconds'] + r['sparse_seconds']:.1f} | "
+            f"{100 * r['completeness']:.1f} % | {r['dense_seconds'] + r['sparse_seconds']:.1f} | {cpu} | "
             f"{r['peak_rss_mb']:.0f} | {r['pairs']} pairs, {r['matches']} matches |")
 
 
@@ -163,8 +171,8 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     extent = next((r["extent_m"] for r in results if "extent_m" in r), float("nan"))
     print(f"\nscene extent {extent:.2f} m; completeness: true surface within 1 cm of a point\n")
-    print("| run | points | median error | p90 error | > 5 cm | completeness | seconds | peak RSS MB | |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| run | points | median error | p90 error | > 5 cm | completeness | seconds | CPU s | peak RSS MB | |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(_row(r))
 
