@@ -113,20 +113,29 @@ class FeatureCache:
             handle.visititems(visit)
         yield from names
 
-    def get(self, key: str, image: ImageInput | None = None) -> Features:
-        """The features of image ``key``, extracting them from ``image`` (default: ``key`` as a path) if needed."""
+    def get(self, key: str, image: ImageInput | None = None, *, mask: Any = None) -> Features:
+        """The features of image ``key``, extracting them from ``image`` (default: ``key`` as a path) if needed.
+
+        ``mask`` (``H×W`` bool) is passed to extractors that take a detection mask; the cache does not key on it, so
+        use a ``key`` per (image, mask).
+        """
         cached = self._memory.get(key)
         if cached is not None:
             return cached
         if self.path is not None and key in self:
             features = self._read(key)
         else:
-            features = self.matcher.extract(key if image is None else image)
+            source = key if image is None else image
+            features = self.matcher.extract(source) if mask is None else self.matcher.extract(source, mask=mask)
             self.num_extracted += 1
             if self.path is not None:
                 self._write(key, features)
         self._memory[key] = features
         return features
+
+    def discard(self, key: str) -> None:
+        """Drop image ``key`` from memory (an HDF5 file keeps it): bounds memory when images come in order."""
+        self._memory.pop(key, None)
 
     def match(self, key0: str, key1: str, image0: ImageInput | None = None,
               image1: ImageInput | None = None) -> MatchResult:

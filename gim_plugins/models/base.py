@@ -187,6 +187,9 @@ class SparseMatcher(BaseMatcher):
 
     is_sparse: ClassVar[bool] = True
     extract_conf_keys: ClassVar[tuple[str, ...] | None] = None
+    accepts_detection_mask: ClassVar[bool] = False
+    """Whether ``extract`` takes ``mask=`` (``H×W`` bool, True = usable): keypoints are then detected only where the
+    mask is set, the way OpenCV's detectors take a mask (subclasses implement ``_extract_masked``)."""
 
     @abstractmethod
     def _extract(self, image: torch.Tensor) -> Features:
@@ -197,11 +200,30 @@ class SparseMatcher(BaseMatcher):
                                                                                     torch.Tensor]:
         """Indices ``(idx0, idx1)`` into the two keypoint sets and the ``(K,)`` match scores."""
 
-    def extract(self, image: ImageInput) -> Features:
-        """Detect and describe one image (any form :meth:`match` accepts)."""
+    def extract(self, image: ImageInput, *, mask: Any = None) -> Features:
+        """Detect and describe one image (any form :meth:`match` accepts).
+
+        Args:
+            image: the image.
+            mask: optional ``H×W`` bool mask of usable pixels, for matchers with ``accepts_detection_mask``;
+                others raise ``TypeError`` (multiply the image by the mask instead).
+        """
         tensor = to_image_tensor(image, "image", self.min_image_size)
+        if mask is None:
+            with torch.inference_mode():
+                return self._extract(tensor)
+        if not self.accepts_detection_mask:
+            raise TypeError(f"matcher {self.name!r} takes no detection mask; multiply the image by the mask instead")
+        flags = torch.as_tensor(mask).detach().cpu()
+        if tuple(flags.shape) != tuple(tensor.shape[-2:]):
+            raise ValueError(f"mask: expected an H×W mask of the image's size {tuple(tensor.shape[-2:])}, "
+                             f"got {tuple(flags.shape)}")
         with torch.inference_mode():
-            return self._extract(tensor)
+            return self._extract_masked(tensor, flags.bool() if flags.dtype == torch.bool else flags > 0)
+
+    def _extract_masked(self, image: torch.Tensor, mask: torch.Tensor) -> Features:
+        """Features detected where the ``(H, W)`` bool ``mask`` is set (matchers with ``accepts_detection_mask``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares accepts_detection_mask but does not implement it")
 
     def match_features(self, features0: Features, features1: Features) -> MatchResult:
         """Match two feature sets produced by :meth:`extract` (or loaded from a :class:`FeatureCache`)."""

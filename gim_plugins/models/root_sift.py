@@ -32,6 +32,7 @@ class RootSIFT(SparseMatcher):
         "chunk_size": 4096,  # rows of the similarity matrix held at once (memory bound for large images)
     }
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "contrast_threshold")
+    accepts_detection_mask: ClassVar[bool] = True  # OpenCV's SIFT takes the mask (GIM's video labeller passes it)
     min_image_size: ClassVar[int] = 16
 
     def _init(self, conf: Conf) -> None:
@@ -41,6 +42,9 @@ class RootSIFT(SparseMatcher):
             raise ValueError(f"ratio_threshold must be in (0, 1], got {conf.ratio_threshold}")
 
     def _extract(self, image: torch.Tensor) -> Features:
+        return self._extract_masked(image, None)
+
+    def _extract_masked(self, image: torch.Tensor, mask: torch.Tensor | None) -> Features:
         import cv2
 
         height, width = image.shape[-2:]
@@ -48,7 +52,8 @@ class RootSIFT(SparseMatcher):
         gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
         count = self.conf.max_keypoints or max(1, height * width // 64)
         sift = cv2.SIFT_create(nfeatures=int(count), contrastThreshold=float(self.conf.contrast_threshold))
-        keypoints, descriptors = sift.detectAndCompute(gray, None)
+        detect_mask = None if mask is None else mask.numpy().astype(np.uint8)
+        keypoints, descriptors = sift.detectAndCompute(gray, detect_mask)
         if not keypoints or descriptors is None:
             return self._features(torch.zeros(0, 2), torch.zeros(0, 128), torch.zeros(0), image)
         xy = torch.tensor([kp.pt for kp in keypoints], dtype=torch.float32)
