@@ -19,7 +19,8 @@ from typing import Any
 
 from gim_plugins.errors import MissingDependencyError
 
-__all__ = ["available", "create_database", "incremental_mapping", "require", "verify_matches", "version"]
+__all__ = ["available", "create_database", "cuda_build", "cuda_devices", "incremental_mapping", "patch_match_stereo",
+           "require", "stereo_fusion", "undistort_images", "verify_matches", "version"]
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +162,59 @@ def incremental_mapping(database: str | os.PathLike[str], image_dir: str | os.Pa
         paths.append(target)
     shutil.rmtree(binary_dir, ignore_errors=True)
     return paths
+
+
+# ------------------------------------------------------------------------------------------- multi-view stereo
+
+
+def cuda_build() -> bool:
+    """Whether the installed pycolmap was built with CUDA (``pycolmap-cuda12``; the ``pycolmap`` wheel is not)."""
+    return bool(getattr(require(), "has_cuda", False))
+
+
+def cuda_devices() -> int:
+    """CUDA devices pycolmap can use: 0 for the CPU-only ``pycolmap`` wheel (``has_cuda`` is False) or when a CUDA
+    build (``pycolmap-cuda12``) finds no GPU. PatchMatch stereo needs at least one."""
+    pycolmap = require()
+    if not cuda_build():
+        return 0
+    count = getattr(pycolmap, "get_num_cuda_devices", None)
+    try:
+        return int(count()) if count is not None else 1
+    except Exception:  # a CUDA build without a driver raises from the CUDA runtime
+        log.debug("pycolmap.get_num_cuda_devices failed", exc_info=True)
+        return 0
+
+
+def undistort_images(out_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+                     image_dir: str | os.PathLike[str], *, max_image_size: int) -> None:
+    """COLMAP's image undistorter: an MVS workspace (``images/``, ``sparse/``, ``stereo/``) in ``out_dir``."""
+    pycolmap = require()
+    options = pycolmap.UndistortCameraOptions()
+    options.max_image_size = int(max_image_size)
+    with _quiet(pycolmap):
+        pycolmap.undistort_images(str(out_dir), str(model_dir), str(image_dir), undistort_options=options)
+
+
+def patch_match_stereo(workspace: str | os.PathLike[str], *, max_image_size: int, gpu_index: str = "-1") -> None:
+    """PatchMatch stereo with geometric consistency on an undistorted workspace (needs CUDA); writes
+    ``stereo/depth_maps`` and ``stereo/normal_maps``."""
+    pycolmap = require()
+    options = pycolmap.PatchMatchOptions()
+    options.max_image_size = int(max_image_size)
+    options.geom_consistency = True
+    options.gpu_index = str(gpu_index)
+    with _quiet(pycolmap):
+        pycolmap.patch_match_stereo(str(workspace), options=options)
+
+
+def stereo_fusion(output: str | os.PathLike[str], workspace: str | os.PathLike[str], *, min_num_pixels: int,
+                  max_image_size: int) -> None:
+    """Fuse the geometric depth maps of a workspace into a coloured point cloud with normals, ``output`` (PLY)."""
+    pycolmap = require()
+    options = pycolmap.StereoFusionOptions()
+    options.min_num_pixels = int(min_num_pixels)
+    options.max_image_size = int(max_image_size)
+    with _quiet(pycolmap):
+        pycolmap.stereo_fusion(str(output), str(workspace), input_type="geometric", options=options,
+                               output_type="PLY")

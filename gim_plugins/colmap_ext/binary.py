@@ -17,8 +17,8 @@ from typing import Any
 
 from gim_plugins.errors import UserError
 
-__all__ = ["ColmapError", "database_creator", "feature_importer", "find_colmap", "mapper", "matches_importer",
-           "model_converter", "run"]
+__all__ = ["ColmapError", "cuda_build", "database_creator", "feature_importer", "find_colmap", "image_undistorter",
+           "mapper", "matches_importer", "model_converter", "patch_match_stereo", "run", "stereo_fusion"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +117,40 @@ def mapper(database: Path, image_dir: Path, out_dir: Path, options: Mapping[str,
 def model_converter(model_dir: Path, out_dir: Path, output_type: str = "TXT", **kwargs: Any) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     run("model_converter", {"input_path": model_dir, "output_path": out_dir, "output_type": output_type}, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- multi-view stereo
+
+
+def cuda_build(executable: str | None = None) -> bool:
+    """Whether the colmap program was built with CUDA, read from its banner (``colmap -h``: "... with CUDA" or
+    "... without CUDA"; Debian's 3.8 says "without CUDA" and its ``patch_match_stereo`` then only prints "Dense
+    stereo reconstruction requires CUDA")."""
+    try:
+        done = subprocess.run([find_colmap(executable), "-h"], capture_output=True, text=True, timeout=60,
+                              check=False, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    except (ColmapError, OSError, subprocess.TimeoutExpired):
+        return False
+    banner = (done.stdout or "") + (done.stderr or "")
+    return "with CUDA" in banner and "without CUDA" not in banner
+
+
+def image_undistorter(model_dir: Path, image_dir: Path, out_dir: Path, *, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap image_undistorter``: an MVS workspace (``images/``, ``sparse/``, ``stereo/``) in ``out_dir``."""
+    return run("image_undistorter", {"image_path": image_dir, "input_path": model_dir, "output_path": out_dir,
+                                     "output_type": "COLMAP", "max_image_size": max_image_size}, **kwargs)
+
+
+def patch_match_stereo(workspace: Path, *, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap patch_match_stereo`` with geometric consistency (needs a CUDA build)."""
+    return run("patch_match_stereo", {"workspace_path": workspace, "workspace_format": "COLMAP",
+                                      "PatchMatchStereo.geom_consistency": True,
+                                      "PatchMatchStereo.max_image_size": max_image_size}, **kwargs)
+
+
+def stereo_fusion(output: Path, workspace: Path, *, min_num_pixels: int, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap stereo_fusion`` of the geometric depth maps into ``output`` (PLY)."""
+    return run("stereo_fusion", {"workspace_path": workspace, "workspace_format": "COLMAP",
+                                 "input_type": "geometric", "output_path": output, "output_type": "PLY",
+                                 "StereoFusion.min_num_pixels": min_num_pixels,
+                                 "StereoFusion.max_image_size": max_image_size}, **kwargs)

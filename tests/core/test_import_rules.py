@@ -5,8 +5,8 @@ core ← host adapters ← pipelines ← cli: a module may name modules of its o
 - core: ``types conf errors io geometry weights models registry matching features h5io viz datasets atomic
   _bootstrap _host_hooks`` (and the package ``__init__``); its modules may use each other.
 - host adapters: ``hloc_ext kornia_ext colmap_ext``; they never name each other.
-- pipelines: ``zeb reconstruct training app`` (subpackages such as ``training.video`` belong to their unit); they may
-  use any adapter, and no other pipeline except ``training`` → ``zeb``.
+- pipelines: ``zeb reconstruct training app view`` (subpackages such as ``training.video`` belong to their unit);
+  they may use any adapter, and no other pipeline except ``training`` → ``zeb``.
 - cli: ``gim_plugins.cli`` and ``gim_plugins.__main__``; pipelines add subcommands through the entry-point group
   ``gim_plugins.cli`` and never import ``gim_plugins.cli``.
 - hloc only inside ``hloc_ext``; pycolmap only in ``colmap_ext/_pycolmap.py``; torchvision nowhere.
@@ -37,7 +37,7 @@ LAYERS = {
     "core": ("types", "conf", "errors", "io", "geometry", "weights", "models", "registry", "matching", "features",
              "h5io", "viz", "datasets", "atomic", "_bootstrap", "_host_hooks"),
     "adapter": ("hloc_ext", "kornia_ext", "colmap_ext"),
-    "pipeline": ("zeb", "reconstruct", "training", "app"),
+    "pipeline": ("zeb", "reconstruct", "training", "app", "view"),
     "cli": ("cli", "__main__"),
 }
 RANK = {layer: rank for rank, layer in enumerate(LAYERS)}
