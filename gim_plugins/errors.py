@@ -7,21 +7,41 @@ message that names the problem and the fix; the command-line edge (:func:`run_cl
 ``--debug``. Everything else is a bug and keeps its traceback.
 
 Library code raises :class:`UserError` (or one of its subclasses, which also derive from the built-in type callers
-expect: ``ConfError`` is a ``KeyError``, ``HashMismatchError`` a ``RuntimeError``, …) and never calls ``sys.exit``.
+expect: ``ConfError`` is a ``KeyError``, :class:`InputError` and ``ConfValueError`` are ``ValueError`` types,
+``HashMismatchError`` a ``RuntimeError``, …) at the place that finds the problem, and never calls ``sys.exit``. A
+plain ``ValueError`` or ``RuntimeError`` is a bug and keeps its traceback: there is no catch-all that guesses.
+
+Besides ``UserError``, two kinds of exceptions from the standard library count as the user's: files that are
+missing, unreadable or not files (``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``, …), and a
+storage problem (a full disk, a read-only file system or quota, also when SQLite or HDF5 report it), which gets a line
+naming the path and the fix.
+
+Termination: ``SIGTERM`` is turned into :class:`Terminated` (a ``KeyboardInterrupt``), so a terminated command runs
+its ``finally`` blocks, keeps its finished work and ends with one line and status 143, like Ctrl-C (130).
 """
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "UserError", "is_user_error", "one_line", "run_cli"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USER_ERROR", "InputError", "MissingDependencyError",
+           "Terminated", "UnknownNameError", "UserError", "is_user_error", "one_line", "run_cli", "storage_problem"]
 
 EXIT_USER_ERROR = 2
 """Exit status of a command stopped by a user error (as argparse uses for bad arguments)."""
 
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+EXIT_TERMINATED = 143
+"""Exit status after SIGTERM (128 + 15)."""
+
+EXIT_BROKEN_PIPE = 141
+"""Exit status when the output pipe closed early (128 + SIGPIPE)."""
 
 
 class UserError(Exception):
@@ -31,9 +51,57 @@ class UserError(Exception):
         return str(self.args[0]) if self.args else self.__class__.__name__
 
 
+class InputError(UserError, ValueError):
+    """A value, image or file the user gave that cannot be used as it is (also a ``ValueError``)."""
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name (image, exporter, subset, checkpoint, …) that is not among the known ones (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that a feature needs is not installed (the message says what to install)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (raised by the handler :func:`run_cli` installs)."""
+
+
 # Built-in exceptions that reach the edge from the standard library or third-party code and are about the user's
 # input rather than a bug: files that are missing, unreadable or not files.
 _USER_OSERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
+                   errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EFBIG: "a file would pass this process's file-size limit (ulimit -f)"}
+_STORAGE_TEXTS = (("no space left", "no space left on the device"), ("disk is full", "no space left on the device"),
+                  ("database or disk is full", "no space left on the device"),
+                  ("read-only file system", "the file system is read-only"),
+                  ("readonly database", "the output is read-only"), ("disk quota", "the disk quota is exceeded"),
+                  ("file too large", "a file would pass this process's file-size limit (ulimit -f)"))
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """A one-line description of a full or read-only output (OSError, SQLite or HDF5 error), else ``None``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # HDF5 and SQLite wrap the OS error
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            where = f" ({current.filename})" if current.filename else ""
+            return f"cannot write{where}: {_STORAGE_ERRNOS[current.errno]}; free some space or write elsewhere"
+        text = str(current).lower()
+        module = type(current).__module__
+        if isinstance(current, OSError) or module.startswith(("sqlite3", "h5py")):
+            for needle, what in _STORAGE_TEXTS:
+                if needle in text:
+                    return f"cannot write: {what} ({one_line(current)}); free some space or write elsewhere"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -41,12 +109,7 @@ def is_user_error(exc: BaseException) -> bool:
     from gim_plugins.registry import MatcherLoadError
 
     # MatcherLoadError: a broken plugin package; its message names the plugin and the import error.
-    return isinstance(exc, (UserError, MatcherLoadError, *_USER_OSERRORS)) or _legacy_user_error(exc)
-
-
-def _legacy_user_error(exc: BaseException) -> bool:
-    """Exceptions the commands have always reported as user errors, until every check raises ``UserError``."""
-    return isinstance(exc, (ValueError, KeyError, RuntimeError, OSError))
+    return isinstance(exc, (UserError, MatcherLoadError, *_USER_OSERRORS)) or storage_problem(exc) is not None
 
 
 def one_line(exc: BaseException) -> str:
@@ -56,21 +119,46 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if "\n" in text else text
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"received signal {signum}")
+
+
+def _install_sigterm() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`Terminated` in the main thread; returns the function that restores the old one."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(command: Callable[[], int | None], *, prog: str, debug: bool = False,
             interrupted: str = "interrupted") -> int:
     """Run one command at the command-line edge; returns its exit status.
 
     User errors print ``PROG: error: <one line>`` and return :data:`EXIT_USER_ERROR` (with ``debug`` they are
-    re-raised so the traceback shows); Ctrl-C prints ``PROG: <interrupted>`` and returns :data:`EXIT_INTERRUPTED`;
-    anything else propagates with its traceback.
+    re-raised so the traceback shows); Ctrl-C prints ``PROG: <interrupted>`` and returns :data:`EXIT_INTERRUPTED`,
+    SIGTERM ``PROG: terminated: <interrupted>`` and :data:`EXIT_TERMINATED`; anything else propagates with its
+    traceback.
     """
+    restore = _install_sigterm()
     try:
         return int(command() or 0)
+    except Terminated:
+        print(f"{prog}: terminated: {interrupted}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:  # the reader went away (``gim weights list | head``): stop quietly, as cat does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if debug or not is_user_error(exc):
             raise
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        storage = storage_problem(exc)
+        print(f"{prog}: error: {storage or one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        restore()

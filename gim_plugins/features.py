@@ -10,24 +10,125 @@ HDF5 layout (one group per image name; ``/`` in names makes nested groups, as in
 in the package's pixel convention, ``descriptors`` (N, D) float32, ``scores`` (N,) float32, attribute ``image_size``
 (H, W). Root attributes: ``fingerprint`` and ``format``. The ``image_size`` attribute is written last: an entry
 without it (a run interrupted while writing) counts as absent and is extracted again.
+
+Several processes may share one file (parallel ``gim reconstruct`` steps, a notebook reading it): every access
+holds a lock on ``<file>.lock`` (shared for reading, exclusive for writing), so concurrent writers take turns and
+no entry is lost. A file held open by a program that does not take that lock (HDF5 locks the file itself) is waited
+for too. Both waits are bounded (``lock_timeout`` seconds, a message after a few seconds): then
+:class:`FeatureFileLockedError` says who to wait for. A locked file is never mistaken for a corrupt one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gim_plugins.errors import InputError, UserError
 
 if TYPE_CHECKING:
     from gim_plugins.io import ImageInput
     from gim_plugins.models.base import SparseMatcher
     from gim_plugins.types import Features, MatchResult
 
-__all__ = ["FeatureCache"]
+__all__ = ["FeatureCache", "FeatureFileError", "FeatureFileLockedError"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "gim_plugins.features/1"
 _DATASETS = ("keypoints", "descriptors", "scores")
+LOCK_TIMEOUT = 300.0
+"""Seconds a feature file access waits for another process's lock before giving up."""
+_NOTICE_AFTER = 3.0
+
+
+class FeatureFileError(OSError, UserError):
+    """A feature file that HDF5 cannot read (killed mid-write, truncated, not HDF5); it can be moved aside."""
+
+
+class FeatureFileLockedError(OSError, UserError):
+    """A feature file another process keeps locked for longer than the wait allows; it is not damaged."""
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """Whether an HDF5 open failed because another process holds the file (not because the file is bad)."""
+    import errno
+
+    text = str(exc).lower()
+    return (getattr(exc, "errno", None) in (errno.EAGAIN, errno.EWOULDBLOCK)
+            or "unable to lock file" in text or "resource temporarily unavailable" in text)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, *, exclusive: bool, timeout: float) -> Iterator[None]:
+    """Hold ``<path>.lock`` (shared or exclusive), waiting at most ``timeout`` seconds."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: HDF5's own locking and the retries below still apply
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "a+b")
+    except OSError:  # a read-only folder: nobody can write there, so reading needs no lock
+        if exclusive:
+            raise
+        yield
+        return
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    start = noticed = time.monotonic()
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                if now - start > timeout:
+                    raise FeatureFileLockedError(
+                        f"{path} is locked by another process for more than {timeout:.0f} s (another gim run using "
+                        "the same output folder?); wait for it to finish or use another output folder") from None
+                if now - noticed > _NOTICE_AFTER:
+                    log.warning("waiting for another process to release %s", path)
+                    noticed = float("inf")
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def _open_h5(path: Path, mode: str, timeout: float) -> Any:
+    """``h5py.File(path, mode)``, waiting (bounded) while another program holds HDF5's own lock on it.
+
+    Raises:
+        FeatureFileLockedError: still locked after ``timeout`` seconds.
+        FeatureFileError: the file exists but is not a readable HDF5 file.
+    """
+    import h5py
+
+    start = time.monotonic()
+    warned = False
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except OSError as exc:
+            if not _is_lock_error(exc):
+                if mode != "r" and isinstance(exc, FileNotFoundError | PermissionError):
+                    raise
+                raise FeatureFileError(f"feature file {path} is unreadable ({exc}); delete it to start over"
+                                       ) from exc
+            if time.monotonic() - start > timeout:
+                raise FeatureFileLockedError(
+                    f"{path} is held open by another program for more than {timeout:.0f} s (an h5py session, "
+                    "HDFView?); close it and run again") from exc
+            if not warned and time.monotonic() - start > _NOTICE_AFTER:
+                log.warning("waiting for another program to close %s", path)
+                warned = True
+            time.sleep(0.1)
 
 
 def _complete(obj: Any) -> bool:
@@ -44,6 +145,7 @@ class FeatureCache:
         matcher: the sparse matcher whose ``extract`` fills the cache.
         path: an HDF5 file to persist features in; ``None`` keeps them in memory.
         overwrite: discard an existing file written with another fingerprint instead of refusing it.
+        lock_timeout: seconds to wait for another process's lock on the file (then :class:`FeatureFileLockedError`).
 
     Example:
         >>> cache = FeatureCache(load_matcher("aliked_lightglue"), "feats.h5")   # doctest: +SKIP
@@ -53,38 +155,46 @@ class FeatureCache:
     """
 
     def __init__(self, matcher: SparseMatcher, path: str | os.PathLike[str] | None = None, *,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> None:
         if not getattr(matcher, "is_sparse", False):
             raise TypeError(f"matcher {getattr(matcher, 'name', matcher)!r} is dense; only sparse matchers extract "
                             "per-image features")
         self.matcher = matcher
         self.fingerprint = matcher.feature_fingerprint()
         self.path = Path(path) if path is not None else None
+        self.lock_timeout = float(lock_timeout)
         self.num_extracted = 0
         self._memory: dict[str, Features] = {}
         if self.path is not None:
             self._open_file(overwrite)
 
-    def _open_file(self, overwrite: bool) -> None:
-        import h5py
-
+    @contextlib.contextmanager
+    def _h5(self, mode: str) -> Iterator[Any]:
+        """The HDF5 file opened in ``mode`` under the cross-process lock (shared for ``"r"``)."""
         assert self.path is not None
-        if self.path.exists():
-            try:
-                with h5py.File(self.path, "r") as handle:
-                    stored = handle.attrs.get("fingerprint")
-            except OSError as exc:
-                raise OSError(f"feature file {self.path} is unreadable ({exc}); delete it to start over") from exc
+        with _flock(self.path, exclusive=mode != "r", timeout=self.lock_timeout):
+            handle = _open_h5(self.path, mode, self.lock_timeout)
+            with handle:
+                yield handle
+
+    def _open_file(self, overwrite: bool) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._h5("a") as handle:  # created when absent; the exclusive lock makes check-and-create atomic
+            stored = handle.attrs.get("fingerprint")
+            if stored is None and not len(handle):
+                handle.attrs["fingerprint"] = self.fingerprint
+                handle.attrs["format"] = FORMAT
+                return
             if stored == self.fingerprint:
                 return
             if not overwrite:
-                raise ValueError(
+                raise InputError(
                     f"{self.path} holds features of another extractor or configuration:\n  stored:  {stored}\n"
                     f"  current: {self.fingerprint}\nuse another file or overwrite=True"
                 )
-            self.path.unlink()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.path, "w") as handle:
+            for key in list(handle):
+                del handle[key]
             handle.attrs["fingerprint"] = self.fingerprint
             handle.attrs["format"] = FORMAT
 
@@ -93,9 +203,7 @@ class FeatureCache:
             return True
         if self.path is None:
             return False
-        import h5py
-
-        with h5py.File(self.path, "r") as handle:
+        with self._h5("r") as handle:
             return key in handle and _complete(handle[key])
 
     def keys(self) -> Iterator[str]:
@@ -103,30 +211,37 @@ class FeatureCache:
         if self.path is None:
             yield from self._memory
             return
-        import h5py
-
         names: list[str] = []
-        with h5py.File(self.path, "r") as handle:
+        with self._h5("r") as handle:
             def visit(name: str, obj: Any) -> None:
                 if _complete(obj):
                     names.append(name)
             handle.visititems(visit)
         yield from names
 
-    def get(self, key: str, image: ImageInput | None = None) -> Features:
-        """The features of image ``key``, extracting them from ``image`` (default: ``key`` as a path) if needed."""
+    def get(self, key: str, image: ImageInput | None = None, *, mask: Any = None) -> Features:
+        """The features of image ``key``, extracting them from ``image`` (default: ``key`` as a path) if needed.
+
+        ``mask`` (``H×W`` bool) is passed to extractors that take a detection mask; the cache does not key on it, so
+        use a ``key`` per (image, mask).
+        """
         cached = self._memory.get(key)
         if cached is not None:
             return cached
         if self.path is not None and key in self:
             features = self._read(key)
         else:
-            features = self.matcher.extract(key if image is None else image)
+            source = key if image is None else image
+            features = self.matcher.extract(source) if mask is None else self.matcher.extract(source, mask=mask)
             self.num_extracted += 1
             if self.path is not None:
                 self._write(key, features)
         self._memory[key] = features
         return features
+
+    def discard(self, key: str) -> None:
+        """Drop image ``key`` from memory (an HDF5 file keeps it): bounds memory when images come in order."""
+        self._memory.pop(key, None)
 
     def match(self, key0: str, key1: str, image0: ImageInput | None = None,
               image1: ImageInput | None = None) -> MatchResult:
@@ -134,10 +249,7 @@ class FeatureCache:
         return self.matcher.match_features(self.get(key0, image0), self.get(key1, image1))
 
     def _write(self, key: str, features: Features) -> None:
-        import h5py
-
-        assert self.path is not None
-        with h5py.File(self.path, "a") as handle:
+        with self._h5("a") as handle:
             if key in handle:
                 del handle[key]
             group = handle.create_group(key)
@@ -149,13 +261,11 @@ class FeatureCache:
             handle.flush()
 
     def _read(self, key: str) -> Features:
-        import h5py
         import torch
 
         from gim_plugins.types import Features
 
-        assert self.path is not None
-        with h5py.File(self.path, "r") as handle:
+        with self._h5("r") as handle:
             group = handle[key]
             return Features(
                 torch.from_numpy(group["keypoints"][()]),

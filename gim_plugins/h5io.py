@@ -36,6 +36,8 @@ from gim_plugins.atomic import atomic_path, atomic_write_text
 if TYPE_CHECKING:
     import h5py
 
+from gim_plugins.errors import InputError
+
 __all__ = [
     "atomic_h5",
     "find_pair",
@@ -256,7 +258,7 @@ def read_pairs(path: PathLike) -> list[tuple[str, str]]:
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise ValueError(f"{path}:{number}: expected 'name0 name1', got {line!r}")
+            raise InputError(f"{path}:{number}: expected 'name0 name1', got {line!r}")
         pairs.append((parts[0], parts[1]))
     return pairs
 
@@ -266,6 +268,6 @@ def write_pairs(path: PathLike, pairs: Iterable[tuple[str, str]]) -> Path:
     lines = []
     for name0, name1 in pairs:
         if any(c.isspace() for c in name0 + name1):
-            raise ValueError(f"image names with whitespace cannot be written to a pair list: {name0!r}, {name1!r}")
+            raise InputError(f"image names with whitespace cannot be written to a pair list: {name0!r}, {name1!r}")
         lines.append(f"{name0} {name1}\n")
     return atomic_write_text(path, "".join(lines))

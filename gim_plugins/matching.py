@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher, WeightsArg
     from gim_plugins.types import MatchResult
 
-__all__ = ["DEFAULT_PREFERENCE", "OFFLINE_DEFAULT", "default_matcher", "list_matchers", "load_matcher", "match_pair"]
+__all__ = ["DEFAULT_PREFERENCE", "OFFLINE_DEFAULT", "check_device", "default_matcher", "list_matchers", "load_matcher",
+           "match_pair"]
 
 DEFAULT_PREFERENCE = ("gim_roma", "gim_dkm", "gim_loftr", "gim_lightglue")
 """GIM matchers by ZEB mean AUC@5 (53.3, 51.2, 39.1, 38.3): the default is the first whose weights are present."""
@@ -53,6 +54,17 @@ def load_matcher(
     return cls(conf, weights=weights, device=device, pretrained=pretrained)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """Check once, before any work, that ``device`` exists here (see :func:`gim_plugins.models.base.check_device`).
+
+    Raises:
+        DeviceError: with one line naming the device and what to use instead.
+    """
+    from gim_plugins.models.base import check_device as check
+
+    return check(device)
+
+
 def match_pair(
     matcher: str | BaseMatcher,
     image0: ImageInput,
@@ -74,43 +86,33 @@ def match_pair(
         **load_kwargs: options of :func:`load_matcher` (only with a matcher name).
 
     Raises:
-        ValueError: ``max_size`` is not a positive integer, or an image is too small for the matcher (also after
-            downscaling).
+        InputError: ``max_size`` is not a positive integer, or an image is too small for the matcher (also after
+            downscaling) or too large for it (without ``max_size``).
     """
-    if isinstance(matcher, str):
-        matcher = load_matcher(matcher, **load_kwargs)
+    if isinstance(matcher, str) or matcher is None:
+        matcher = load_matcher(matcher, **load_kwargs)  # type: ignore[arg-type]
     elif load_kwargs:
         raise TypeError("load options are only accepted together with a matcher name")
     if max_size is None:
         return matcher.match(image0, image1)
-    return _match_downscaled(matcher, image0, image1, _positive_size(max_size))
-
-
-def _positive_size(max_size: Any) -> int:
-    import operator
-
-    try:
-        size = operator.index(max_size)
-    except TypeError:
-        size = 0
-    if isinstance(max_size, bool) or size < 1:
-        raise ValueError(f"max_size must be a positive number of pixels, got {max_size!r}")
-    return size
+    return _match_downscaled(matcher, image0, image1, max_size)
 
 
 def _match_downscaled(matcher: BaseMatcher, image0: ImageInput, image1: ImageInput, max_size: int) -> MatchResult:
-    """Match copies whose long side is at most ``max_size``; keypoints and sizes refer to the images as given."""
-    from gim_plugins.io import resize_max_side, to_image_tensor
+    """Match copies whose long side is at most ``max_size``; keypoints and sizes refer to the images as given.
+
+    The copies are made by :func:`gim_plugins.io.load_downscaled`: one channel at a time, so a huge file never exists
+    as a full-size float image.
+    """
+    from gim_plugins.io import load_downscaled
 
     min_size = getattr(matcher, "min_image_size", 1)
-    full0 = to_image_tensor(image0, "image0", min_size)
-    full1 = to_image_tensor(image1, "image1", min_size)
-    small0, scale0 = resize_max_side(full0, max_size)
-    small1, scale1 = resize_max_side(full1, max_size)
+    small0, scale0, size0 = load_downscaled(image0, max_size, "image0", min_size)
+    small1, scale1, size1 = load_downscaled(image1, max_size, "image1", min_size)
     result = matcher.match(small0, small1)
     if scale0 == (1.0, 1.0) and scale1 == (1.0, 1.0):
         return result
-    return result.rescaled(scale0, scale1, tuple(full0.shape[-2:]), tuple(full1.shape[-2:]))
+    return result.rescaled(scale0, scale1, size0, size1)
 
 
 def weights_available(name: str) -> bool:

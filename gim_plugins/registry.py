@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP",
     "MatcherLoadError",
+    "NotAMatcherError",
     "UnknownMatcherError",
     "get_matcher_class",
     "list_matchers",
@@ -46,6 +47,10 @@ class UnknownMatcherError(KeyError, UserError):
 
 class MatcherLoadError(ImportError):
     """A registered matcher whose module failed to import (the plugin is broken, not the registry)."""
+
+
+class NotAMatcherError(TypeError, UserError):
+    """A ``module:Class`` path (or a registration) that names something other than a matcher class."""
 
 
 @cache
@@ -87,7 +92,9 @@ def _check_class(cls: Any, origin: str) -> type[BaseMatcher]:
     from gim_plugins.models.base import BaseMatcher
 
     if not (isinstance(cls, type) and issubclass(cls, BaseMatcher)):
-        raise TypeError(f"{origin} is {cls!r}, not a subclass of gim_plugins.models.base.BaseMatcher")
+        what = f"the class {cls.__qualname__}" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise NotAMatcherError(f"{origin} names {what}, not a matcher: 'module:Class' must name a subclass of "
+                               "gim_plugins.models.base.BaseMatcher")
     return cls
 
 
@@ -97,7 +104,11 @@ def get_matcher_class(name: str) -> type[BaseMatcher]:
     Raises:
         UnknownMatcherError: ``name`` is not registered; the message lists the registered names.
         MatcherLoadError: the matcher is registered but its module fails to import.
+        NotAMatcherError: a ``module:Class`` path that names something other than a matcher class.
     """
+    if not isinstance(name, str) or not name:
+        known = ", ".join(list_matchers()) or "(none)"
+        raise UnknownMatcherError(f"a matcher name is needed (got {name!r}); registered matchers: {known}")
     if name in _runtime:
         target = _runtime[name]
         cls = _import_path(target) if isinstance(target, str) else target
@@ -113,7 +124,7 @@ def get_matcher_class(name: str) -> type[BaseMatcher]:
     if ":" in name:
         try:
             cls = _import_path(name)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError) as exc:  # ValueError: an empty module name (":Class")
             raise MatcherLoadError(f"cannot import matcher class {name!r}: {exc}") from exc
         return _check_class(cls, name)
     known = ", ".join(list_matchers()) or "(none)"

@@ -59,4 +59,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    return run_cli(lambda: args.handler(args), prog="gim", debug=args.debug)
+    return run_cli(lambda: args.handler(args), prog="gim", debug=args.debug,
+                   interrupted="interrupted (finished work is kept: rerun the same command to resume)")

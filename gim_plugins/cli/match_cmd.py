@@ -2,6 +2,11 @@
 
 ``gim demo`` is ``gim match`` on the Middlebury motorcycle stereo pair bundled with scikit-image, with the share of
 matches that agree with the ground-truth disparity.
+
+Everything the user gives is checked before any work: the device, ``--max-size``, the disparity file, the matcher
+and its options, the images (a too-large image is refused from its header unless ``--max-size`` downscales it,
+which decodes each file once and converts it one channel at a time). The pictures are drawn at most
+:data:`PICTURE_MAX_SIDE` pixels per image side, whatever the input size.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MatchSummary", "register", "run_match"]
+__all__ = ["PICTURE_MAX_SIDE", "MatchSummary", "register", "run_match"]
+
+PICTURE_MAX_SIDE = 2048
+"""Longest side of each image in the written pictures (larger inputs are drawn downscaled)."""
 
 
 def register(sub: Any) -> None:
@@ -86,37 +94,114 @@ def run_match(
     threshold: float = 1.0,
     disparity: Path | None = None,
 ) -> MatchSummary:
-    """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``."""
-    from gim_plugins.io import read_image, to_image_tensor
-    from gim_plugins.matching import default_matcher, load_matcher, match_pair
+    """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``.
+
+    Raises:
+        UserError: (one line) a bad device, ``max_size``, threshold, disparity file, matcher, option or image;
+            nothing is written then.
+    """
+    from gim_plugins.errors import InputError
+    from gim_plugins.matching import check_device, default_matcher, load_matcher
     from gim_plugins.viz import draw_matches, draw_warp, write_png
 
+    check_device(device)
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+        raise InputError(f"--max-size must be a whole number of pixels, 1 or more (e.g. 1024), got {max_size!r}")
+    if not threshold > 0:
+        raise InputError(f"--threshold must be a positive number of pixels, got {threshold!r}")
+    disparity_map = _read_disparity(disparity) if disparity is not None else None
     notes = []
     if matcher is None:
         matcher, hint = default_matcher()
         if hint:
             notes.append(hint)
     model = load_matcher(matcher, weights=weights, device=device, **(conf or {}))
-    array0, array1 = read_image(image0), read_image(image1)
-    full0 = to_image_tensor(array0, "image0", model.min_image_size)
-    full1 = to_image_tensor(array1, "image1", model.min_image_size)
+    (im0, scale0, size0, pic0, pic_scale0) = _load(image0, "image0", model, max_size)
+    (im1, scale1, size1, pic1, pic_scale1) = _load(image1, "image1", model, max_size)
+    if disparity_map is not None and disparity_map.shape != size0:
+        raise InputError(f"--disparity {disparity}: {disparity_map.shape[1]}×{disparity_map.shape[0]} values, but "
+                         f"image0 is {size0[1]}×{size0[0]} px; give the disparity of image0")
     start = time.perf_counter()
-    result = match_pair(model, full0, full1, max_size=max_size)  # in pixels of full0/full1 even when downscaled
+    result = model.match(im0, im1)
+    if (scale0, scale1) != ((1.0, 1.0), (1.0, 1.0)):
+        result = result.rescaled(scale0, scale1, size0, size1)  # in pixels of the images as given
     seconds = time.perf_counter() - start
     fit_f = result.fundamental(threshold=threshold)
     fit_h = result.homography()
     k0, k1, _ = result.numpy()
     stem = f"{Path(image0).stem}_{Path(image1).stem}_{matcher.replace(':', '.')}"
-    match_png = write_png(out / f"{stem}_match.png", draw_matches(full0.numpy(), full1.numpy(), k0, k1,
-                                                                    fit_f.inliers))
-    warp_png = write_png(out / f"{stem}_warp.png", draw_warp(full0.numpy(), full1.numpy(), fit_h.model))
+    p0, p1 = _to_picture(k0, pic_scale0), _to_picture(k1, pic_scale1)
+    match_png = write_png(out / f"{stem}_match.png", draw_matches(pic0, pic1, p0, p1, fit_f.inliers))
+    homography = None if fit_h.model is None else _picture_homography(fit_h.model, pic_scale0, pic_scale1)
+    warp_png = write_png(out / f"{stem}_warp.png", draw_warp(pic0, pic1, homography))
     summary = MatchSummary(model.name or matcher, len(result), fit_f.num_inliers, seconds,
                            dict(result.timing), match_png, warp_png, notes=notes)
-    if disparity is not None:
-        from gim_plugins.datasets.motorcycle import disparity_agreement, load_disparity
+    if disparity_map is not None:
+        from gim_plugins.datasets.motorcycle import disparity_agreement
 
-        summary.disparity_share, summary.disparity_valid = disparity_agreement(k0, k1, load_disparity(disparity))
+        summary.disparity_share, summary.disparity_valid = disparity_agreement(k0, k1, disparity_map)
     return summary
+
+
+def _load(path: Path, name: str, model: Any, max_size: int | None) -> tuple[Any, ...]:
+    """The matcher's input, its scale to the original pixels, the original ``(H, W)``, and the picture copy
+    (uint8 RGB, long side ≤ :data:`PICTURE_MAX_SIDE`) with its scale to the original pixels."""
+    from gim_plugins.io import load_downscaled, read_image, resize_max_side, to_image_tensor
+    from gim_plugins.viz import to_uint8_rgb
+
+    if max_size is None:
+        full = to_image_tensor(path, name, model.min_image_size, max_pixels=model.max_image_pixels,
+                               owner=f"matcher {model.name!r}")
+        picture, pic_scale = resize_max_side(full, PICTURE_MAX_SIDE)
+        return full, (1.0, 1.0), (int(full.shape[1]), int(full.shape[2])), to_uint8_rgb(picture.numpy()), pic_scale
+    decoded = read_image(path)  # 8/16 bits, decoded once for both copies
+    small, scale, size = load_downscaled(decoded, max_size, name, model.min_image_size)
+    picture, pic_scale, _ = load_downscaled(decoded, PICTURE_MAX_SIDE, name)
+    del decoded
+    return small, scale, size, to_uint8_rgb(picture.numpy()), pic_scale
+
+
+def _to_picture(keypoints: Any, scale: tuple[float, float]) -> Any:
+    """Keypoints in original pixels → pixels of the picture copy (centre convention)."""
+    import numpy as np
+
+    return (np.asarray(keypoints, np.float64) + 0.5) / np.asarray(scale) - 0.5
+
+
+def _picture_homography(homography: Any, scale0: tuple[float, float], scale1: tuple[float, float]) -> Any:
+    """The 1→0 homography of original pixels, in pixels of the two picture copies."""
+    import numpy as np
+
+    def to_original(scale: tuple[float, float]) -> Any:  # picture pixel → original pixel (centre convention)
+        sx, sy = scale
+        return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+
+    return np.linalg.inv(to_original(scale0)) @ np.asarray(homography, np.float64) @ to_original(scale1)
+
+
+def _read_disparity(path: Path) -> Any:
+    """A disparity map from ``.npz`` (first array) or ``.npy``; checked before any matching or writing."""
+    import numpy as np
+
+    from gim_plugins.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"--disparity {path} is a directory; give a .npz or .npy file")
+    if not path.is_file():
+        raise FileNotFoundError(f"--disparity file not found: {path}")
+    try:
+        with open(path, "rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            data = loaded[loaded.files[0]] if hasattr(loaded, "files") else loaded
+            disparity = np.asarray(data, dtype=np.float32)
+    except (ValueError, OSError, IndexError, EOFError) as exc:
+        raise InputError(f"--disparity {path} is not a readable .npz/.npy array ({exc})") from None
+    if disparity.ndim == 3 and disparity.shape[2] == 1:
+        disparity = disparity[..., 0]
+    if disparity.ndim != 2:
+        raise InputError(f"--disparity {path}: expected an H×W array, got shape {disparity.shape}")
+    return np.where(np.isfinite(disparity), disparity, np.inf).astype(np.float32)
 
 
 def _from_args(args: argparse.Namespace, image0: Path, image1: Path, disparity: Path | None) -> int:

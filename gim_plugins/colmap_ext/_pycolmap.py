@@ -17,7 +17,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["available", "create_database", "incremental_mapping", "require", "verify_matches", "version"]
+from gim_plugins.errors import MissingDependencyError
+
+__all__ = ["available", "create_database", "cuda_build", "cuda_devices", "incremental_mapping", "patch_match_stereo",
+           "require", "stereo_fusion", "undistort_images", "verify_matches", "version"]
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +43,32 @@ def require() -> ModuleType:
     try:
         import pycolmap
     except ImportError as exc:
-        raise ImportError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, < 5), "
-                          "or use the COLMAP binary with --engine colmap") from exc
+        raise MissingDependencyError("pycolmap is not installed: `pip install 'gim-plugins[colmap]'` (pycolmap >= 4.2, "
+                                     "< 5), or use the COLMAP binary with --engine colmap") from exc
+    _restore_sigterm()
     found = _parse(getattr(pycolmap, "__version__", "0"))
     if not MIN_VERSION <= found < MAX_VERSION:
-        raise ImportError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
+        raise MissingDependencyError(f"pycolmap {pycolmap.__version__} is not supported (need >= 4.2, < 5): "
                           "`pip install 'pycolmap>=4.2,<5'`")
     return pycolmap
+
+
+def _restore_sigterm() -> None:
+    """Give SIGTERM back to Python after importing pycolmap.
+
+    COLMAP's logging library installs a failure handler for SIGTERM when pycolmap is imported: a terminated run then
+    dies with a native stack trace, skipping every ``finally`` block. Re-installing Python's handler (the command
+    line's, which ends the run with one line, or the default) restores the normal behaviour; a signal that arrives
+    during a long native call is handled when the call returns.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: installed from C by someone else, leave it
+        signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager
@@ -84,9 +106,11 @@ def create_database(path: str | os.PathLike[str]) -> None:
 
 
 def verify_matches(database: str | os.PathLike[str], pairs_file: str | os.PathLike[str], *, max_error: float,
-                   max_num_trials: int, min_inlier_ratio: float, min_num_inliers: int, confidence: float) -> None:
+                   max_num_trials: int, min_inlier_ratio: float, min_num_inliers: int, confidence: float,
+                   random_seed: int = 0) -> None:
     """Geometric verification of the pairs listed in ``pairs_file`` (``name0 name1`` lines); writes
-    ``two_view_geometries``."""
+    ``two_view_geometries``. RANSAC draws from ``random_seed`` (reruns give the same inliers; pycolmap's own
+    default, -1, seeds from the clock)."""
     pycolmap = require()
     options = pycolmap.TwoViewGeometryOptions()
     options.ransac.max_error = float(max_error)
@@ -94,6 +118,7 @@ def verify_matches(database: str | os.PathLike[str], pairs_file: str | os.PathLi
     options.ransac.min_inlier_ratio = float(min_inlier_ratio)
     options.ransac.confidence = float(confidence)
     options.min_num_inliers = int(min_num_inliers)
+    options.ransac.random_seed = int(random_seed)
     with _quiet(pycolmap):
         pycolmap.verify_matches(str(database), str(pairs_file), options=options)
 
@@ -137,3 +162,59 @@ def incremental_mapping(database: str | os.PathLike[str], image_dir: str | os.Pa
         paths.append(target)
     shutil.rmtree(binary_dir, ignore_errors=True)
     return paths
+
+
+# ------------------------------------------------------------------------------------------- multi-view stereo
+
+
+def cuda_build() -> bool:
+    """Whether the installed pycolmap was built with CUDA (``pycolmap-cuda12``; the ``pycolmap`` wheel is not)."""
+    return bool(getattr(require(), "has_cuda", False))
+
+
+def cuda_devices() -> int:
+    """CUDA devices pycolmap can use: 0 for the CPU-only ``pycolmap`` wheel (``has_cuda`` is False) or when a CUDA
+    build (``pycolmap-cuda12``) finds no GPU. PatchMatch stereo needs at least one."""
+    pycolmap = require()
+    if not cuda_build():
+        return 0
+    count = getattr(pycolmap, "get_num_cuda_devices", None)
+    try:
+        return int(count()) if count is not None else 1
+    except Exception:  # a CUDA build without a driver raises from the CUDA runtime
+        log.debug("pycolmap.get_num_cuda_devices failed", exc_info=True)
+        return 0
+
+
+def undistort_images(out_dir: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+                     image_dir: str | os.PathLike[str], *, max_image_size: int) -> None:
+    """COLMAP's image undistorter: an MVS workspace (``images/``, ``sparse/``, ``stereo/``) in ``out_dir``."""
+    pycolmap = require()
+    options = pycolmap.UndistortCameraOptions()
+    options.max_image_size = int(max_image_size)
+    with _quiet(pycolmap):
+        pycolmap.undistort_images(str(out_dir), str(model_dir), str(image_dir), undistort_options=options)
+
+
+def patch_match_stereo(workspace: str | os.PathLike[str], *, max_image_size: int, gpu_index: str = "-1") -> None:
+    """PatchMatch stereo with geometric consistency on an undistorted workspace (needs CUDA); writes
+    ``stereo/depth_maps`` and ``stereo/normal_maps``."""
+    pycolmap = require()
+    options = pycolmap.PatchMatchOptions()
+    options.max_image_size = int(max_image_size)
+    options.geom_consistency = True
+    options.gpu_index = str(gpu_index)
+    with _quiet(pycolmap):
+        pycolmap.patch_match_stereo(str(workspace), options=options)
+
+
+def stereo_fusion(output: str | os.PathLike[str], workspace: str | os.PathLike[str], *, min_num_pixels: int,
+                  max_image_size: int) -> None:
+    """Fuse the geometric depth maps of a workspace into a coloured point cloud with normals, ``output`` (PLY)."""
+    pycolmap = require()
+    options = pycolmap.StereoFusionOptions()
+    options.min_num_pixels = int(min_num_pixels)
+    options.max_image_size = int(max_image_size)
+    with _quiet(pycolmap):
+        pycolmap.stereo_fusion(str(output), str(workspace), input_type="geometric", options=options,
+                               output_type="PLY")

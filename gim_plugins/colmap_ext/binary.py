@@ -15,14 +15,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ColmapError", "database_creator", "feature_importer", "find_colmap", "mapper", "matches_importer",
-           "model_converter", "run"]
+from gim_plugins.errors import UserError
+
+__all__ = ["ColmapError", "cuda_build", "database_creator", "feature_importer", "find_colmap", "image_undistorter",
+           "mapper", "matches_importer", "model_converter", "patch_match_stereo", "run", "stereo_fusion"]
 
 log = logging.getLogger(__name__)
 
 
-class ColmapError(RuntimeError):
-    """The colmap program is missing or failed."""
+class ColmapError(RuntimeError, UserError):
+    """The colmap program is missing or failed (its first line names the command and COLMAP's last message)."""
 
 
 def find_colmap(executable: str | None = None) -> str:
@@ -61,8 +63,10 @@ def run(command: str, options: Mapping[str, Any], *, executable: str | None = No
         raise ColmapError(f"colmap {command} timed out after {timeout} s") from exc
     output = (done.stdout or "") + (done.stderr or "")
     if done.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        raise ColmapError(f"colmap {command} failed (exit {done.returncode}):\n{tail}")
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else "no output"
+        tail = "\n".join(lines[-15:])
+        raise ColmapError(f"colmap {command} failed (exit {done.returncode}): {last}\n{tail}")
     return output
 
 
@@ -84,7 +88,7 @@ def feature_importer(database: Path, image_dir: Path, import_dir: Path, *, image
 
 def matches_importer(database: Path, match_list: Path, *, match_type: str, max_error: float, max_num_trials: int,
                      min_inlier_ratio: float, min_num_inliers: int, confidence: float, num_threads: int = -1,
-                     **kwargs: Any) -> str:
+                     random_seed: int = 0, **kwargs: Any) -> str:
     """Import a match list (``raw``: matches, then COLMAP's geometric verification; ``inliers``: verified as is)."""
     if match_type not in ("raw", "inliers"):
         raise ValueError(f"match_type must be 'raw' or 'inliers', got {match_type!r}")
@@ -93,7 +97,7 @@ def matches_importer(database: Path, match_list: Path, *, match_type: str, max_e
         "SiftMatching.use_gpu": False, "SiftMatching.num_threads": num_threads,
         "SiftMatching.max_error": max_error, "SiftMatching.max_num_trials": max_num_trials,
         "SiftMatching.min_inlier_ratio": min_inlier_ratio, "SiftMatching.min_num_inliers": min_num_inliers,
-        "SiftMatching.confidence": confidence,
+        "SiftMatching.confidence": confidence, "random_seed": random_seed,
     }, **kwargs)
 
 
@@ -113,3 +117,40 @@ def mapper(database: Path, image_dir: Path, out_dir: Path, options: Mapping[str,
 def model_converter(model_dir: Path, out_dir: Path, output_type: str = "TXT", **kwargs: Any) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     run("model_converter", {"input_path": model_dir, "output_path": out_dir, "output_type": output_type}, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- multi-view stereo
+
+
+def cuda_build(executable: str | None = None) -> bool:
+    """Whether the colmap program was built with CUDA, read from its banner (``colmap -h``: "... with CUDA" or
+    "... without CUDA"; Debian's 3.8 says "without CUDA" and its ``patch_match_stereo`` then only prints "Dense
+    stereo reconstruction requires CUDA")."""
+    try:
+        done = subprocess.run([find_colmap(executable), "-h"], capture_output=True, text=True, timeout=60,
+                              check=False, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    except (ColmapError, OSError, subprocess.TimeoutExpired):
+        return False
+    banner = (done.stdout or "") + (done.stderr or "")
+    return "with CUDA" in banner and "without CUDA" not in banner
+
+
+def image_undistorter(model_dir: Path, image_dir: Path, out_dir: Path, *, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap image_undistorter``: an MVS workspace (``images/``, ``sparse/``, ``stereo/``) in ``out_dir``."""
+    return run("image_undistorter", {"image_path": image_dir, "input_path": model_dir, "output_path": out_dir,
+                                     "output_type": "COLMAP", "max_image_size": max_image_size}, **kwargs)
+
+
+def patch_match_stereo(workspace: Path, *, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap patch_match_stereo`` with geometric consistency (needs a CUDA build)."""
+    return run("patch_match_stereo", {"workspace_path": workspace, "workspace_format": "COLMAP",
+                                      "PatchMatchStereo.geom_consistency": True,
+                                      "PatchMatchStereo.max_image_size": max_image_size}, **kwargs)
+
+
+def stereo_fusion(output: Path, workspace: Path, *, min_num_pixels: int, max_image_size: int, **kwargs: Any) -> str:
+    """``colmap stereo_fusion`` of the geometric depth maps into ``output`` (PLY)."""
+    return run("stereo_fusion", {"workspace_path": workspace, "workspace_format": "COLMAP",
+                                 "input_type": "geometric", "output_path": output, "output_type": "PLY",
+                                 "StereoFusion.min_num_pixels": min_num_pixels,
+                                 "StereoFusion.max_image_size": max_image_size}, **kwargs)

@@ -192,6 +192,24 @@ class ColmapDatabase:
                              (model_id, int(width), int(height), _blob(values), int(prior_focal_length)))
         return int(cursor.lastrowid or 0)
 
+    def set_camera(self, camera_id: int, params: Sequence[float], *, prior_focal_length: bool) -> None:
+        """Replace an existing camera's parameters and prior flag (its model and size stay)."""
+        row = self._connection.execute("SELECT model FROM cameras WHERE camera_id=?", (camera_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"camera {camera_id} is not in {self.path}")
+        counts = dict(CAMERA_MODELS.values())
+        values = np.asarray(params, dtype=np.float64).ravel()
+        if len(values) != counts.get(int(row[0]), -1):
+            raise ValueError(f"camera {camera_id} takes {counts.get(int(row[0]))} parameters, got {len(values)}")
+        self._write("UPDATE cameras SET params=?, prior_focal_length=? WHERE camera_id=?",
+                    (_blob(values), int(prior_focal_length), int(camera_id)))
+
+    def cameras(self) -> dict[int, tuple[int, int, int, np.ndarray, bool]]:
+        """``{camera_id: (model id, width, height, params, prior_focal_length)}``."""
+        return {int(i): (int(m), int(w), int(h), np.frombuffer(p, dtype=np.float64).copy(), bool(prior))
+                for i, m, w, h, p, prior in self._connection.execute(
+                    "SELECT camera_id, model, width, height, params, prior_focal_length FROM cameras")}
+
     def add_image(self, name: str, camera_id: int) -> int:
         """Add an image (``name`` relative to the image directory); duplicate names are an error."""
         if not name or name != name.strip() or "\\" in name:

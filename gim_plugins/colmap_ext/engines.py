@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gim_plugins.colmap_ext.correspondences import Correspondences
 
+from gim_plugins.errors import InputError
+
 __all__ = ["map_with_colmap", "map_with_pycolmap", "verify_with_colmap", "verify_with_pycolmap"]
 
 
@@ -79,11 +81,11 @@ def verify_with_colmap(database: Path, image_dir: Path, correspondences: Corresp
     image_list = work / "image_list.txt"
     image_list.write_text("".join(f"{name}\n" for name in correspondences.names))
     if camera["single_camera"] and len(set(correspondences.image_sizes.values())) > 1:
-        raise ValueError("single_camera needs images of one size")
+        raise InputError("single_camera needs images of one size (leave out --single-camera)")
     binary.feature_importer(database, image_dir, text / "features", image_list=image_list,
                             camera_model=camera["camera_model"], single_camera=camera["single_camera"],
                             camera_params=camera["camera_params"], executable=executable)
-    with ColmapDatabase(database) as db:
+    with ColmapDatabase(database) as db, db.transaction():
         imported = db.image_ids()
         missing = sorted(set(correspondences.names) - set(imported))
         if missing:
@@ -92,8 +94,28 @@ def verify_with_colmap(database: Path, image_dir: Path, correspondences: Corresp
             if db.num_keypoints(image_id) != len(correspondences.keypoints[name]):
                 raise RuntimeError(f"colmap feature_importer imported {db.num_keypoints(image_id)} keypoints for "
                                    f"{name}, expected {len(correspondences.keypoints[name])}")
+        _same_cameras_as_our_writer(db, camera)
     binary.matches_importer(database, text / "matches.txt", match_type="raw", executable=executable,
                             **verification)
+
+
+def _same_cameras_as_our_writer(db: Any, camera: Mapping[str, Any]) -> None:
+    """Give the cameras that ``colmap feature_importer`` made the parameters and prior flag that our writer
+    (:func:`~gim_plugins.colmap_ext.database.add_images`) gives them in the pycolmap engine.
+
+    The importer reads a focal length from the photos' EXIF tags and marks it as a prior; COLMAP's verification
+    then fits essential matrices with that focal length (a looser threshold in pixels when the EXIF focal length is
+    short of the real one: more, and wrong, inliers) and the mapper starts from it. Photos resized or cropped after
+    capture, or tags from an unknown camera, make that prior wrong; the pycolmap engine never reads EXIF. With the
+    same cameras both engines verify and map the same problem.
+    """
+    from gim_plugins.colmap_ext.database import CAMERA_MODELS, default_camera_params
+
+    names = {model_id: name for name, (model_id, _) in CAMERA_MODELS.items()}
+    given = camera.get("camera_params")
+    for camera_id, (model_id, width, height, _, _) in db.cameras().items():
+        params = list(given) if given else default_camera_params(names[model_id], width, height)
+        db.set_camera(camera_id, params, prior_focal_length=bool(given))
 
 
 def map_with_pycolmap(database: Path, image_dir: Path, out_dir: Path, mapper: Mapping[str, Any]) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gim_plugins.colmap_ext.correspondences import Correspondences
+from gim_plugins.errors import UnknownNameError
 
 __all__ = ["EXPORTER_GROUP", "export", "export_colmap_db", "export_colmap_text", "export_hloc_h5", "get_exporter",
            "list_exporters"]
@@ -34,7 +35,7 @@ def get_exporter(name: str) -> Exporter:
     """Load an exporter by name (only that entry point is imported)."""
     found = [ep for ep in entry_points(group=EXPORTER_GROUP) if ep.name == name]
     if not found:
-        raise KeyError(f"unknown exporter {name!r}; registered: {', '.join(list_exporters()) or '(none)'}")
+        raise UnknownNameError(f"unknown exporter {name!r}; registered: {', '.join(list_exporters()) or '(none)'}")
     return found[0].load()  # type: ignore[no-any-return]
 
 

@@ -29,12 +29,13 @@ def qvec_to_rotmat(qvec: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ModelImage:
-    """A registered image: world-to-camera ``R``, ``t`` and its camera id."""
+    """A registered image: world-to-camera ``R``, ``t``, its camera id and its image id in the model."""
 
     name: str
     R: np.ndarray
     t: np.ndarray
     camera_id: int
+    image_id: int = -1
 
     @property
     def center(self) -> np.ndarray:
@@ -50,6 +51,8 @@ class Model:
     points: np.ndarray  # (P, 3)
     errors: np.ndarray  # (P,) mean reprojection error of each point, px
     track_lengths: np.ndarray  # (P,)
+    colors: np.ndarray | None = None  # (P, 3) uint8 RGB of each point
+    tracks: tuple[np.ndarray, ...] | None = None  # per point: the image ids that observe it (int64)
 
     def statistics(self) -> dict[str, float]:
         """``registered``, ``points``, ``observations``, ``mean_track_length``, ``mean_reprojection_error``."""
@@ -86,15 +89,17 @@ def read_text_model(model_dir: str | os.PathLike[str]) -> Model:
             continue
         qvec, tvec = np.array(parts[1:5], dtype=np.float64), np.array(parts[5:8], dtype=np.float64)
         name = " ".join(parts[9:])
-        images[name] = ModelImage(name, qvec_to_rotmat(qvec), tvec, int(parts[8]))
-    points, errors, lengths = [], [], []
+        images[name] = ModelImage(name, qvec_to_rotmat(qvec), tvec, int(parts[8]), int(parts[0]))
+    points, errors, lengths, colors, tracks = [], [], [], [], []
     for line in _data_lines(root / "points3D.txt"):
         parts = line.split()
         points.append([float(v) for v in parts[1:4]])
+        colors.append([int(v) for v in parts[4:7]])
         errors.append(float(parts[7]))
         lengths.append((len(parts) - 8) // 2)
+        tracks.append(np.array(parts[8::2], dtype=np.int64))
     return Model(images, cameras, np.array(points, dtype=np.float64).reshape(-1, 3), np.array(errors),
-                 np.array(lengths, dtype=np.int64))
+                 np.array(lengths, dtype=np.int64), np.array(colors, dtype=np.uint8).reshape(-1, 3), tuple(tracks))
 
 
 def align_sim3(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

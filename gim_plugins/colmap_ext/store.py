@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gim_plugins.errors import InputError
+
 __all__ = ["MatchStore", "StoredPair"]
 
 SCHEMA = """
@@ -62,12 +64,12 @@ class MatchStore:
             self._db = sqlite3.connect(self.path, timeout=timeout)
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise OSError(f"{self.path} is not a readable match store ({exc}); delete it to start over") from exc
+            raise InputError(f"{self.path} is not a readable match store ({exc}); delete it to start over") from exc
         stored = self._db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         if stored is not None and stored[0] != fingerprint:
             if not overwrite:
                 self._db.close()
-                raise ValueError(f"{self.path} holds matches of another matcher or configuration:\n"
+                raise InputError(f"{self.path} holds matches of another matcher or configuration:\n"
                                  f"  stored:  {stored[0]}\n  current: {fingerprint}\n"
                                  "use another output directory or --overwrite")
             with self._db:

@@ -22,6 +22,7 @@ import numpy as np
 
 from gim_plugins.atomic import atomic_write_text
 from gim_plugins.colmap_ext.correspondences import Correspondences
+from gim_plugins.errors import InputError
 
 __all__ = ["write_feature_files", "write_match_list"]
 
@@ -60,7 +61,7 @@ def write_match_list(correspondences: Correspondences, path: str | os.PathLike[s
             continue
         for name in (name0, name1):
             if any(c.isspace() for c in name):
-                raise ValueError(f"image name {name!r} contains whitespace; COLMAP's match lists cannot hold it")
+                raise InputError(f"image name {name!r} contains whitespace; COLMAP's match lists cannot hold it")
         body = "\n".join(f"{a} {b}" for a, b in matches.tolist())
         blocks.append(f"{name0} {name1}\n{body}\n\n")
     target = Path(path)

@@ -30,6 +30,7 @@ import numpy as np
 
 from gim_plugins.colmap_ext.correspondences import Correspondences
 from gim_plugins.conf import merge_conf
+from gim_plugins.errors import InputError
 
 __all__ = ["DEFAULT_CONF", "build_correspondences", "merge_keypoints", "unique_matches"]
 
@@ -115,7 +116,7 @@ def build_correspondences(raw: RawMatches, image_sizes: Mapping[str, tuple[int, 
     """
     conf = merge_conf(DEFAULT_CONF, conf, owner="colmap_ext.tracks")
     if conf.mode not in ("merge", "none"):
-        raise ValueError(f"tracks mode must be 'merge' or 'none', got {conf.mode!r}")
+        raise InputError(f"tracks mode must be 'merge' or 'none', got {conf.mode!r}")
     grid, radius = (conf.grid, conf.radius) if conf.mode == "merge" else (0.0, 0.0)
     pairs = list(raw)
     observations: dict[str, list[tuple[int, int, np.ndarray, np.ndarray]]] = {name: [] for name in image_sizes}

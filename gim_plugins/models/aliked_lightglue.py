@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gim_plugins.conf import Conf
+from gim_plugins.conf import Bool, Conf, Float, Int
 from gim_plugins.models.base import SparseMatcher
 from gim_plugins.models.state_dicts import ALIKED_DERIVED, LIGHTGLUE_DERIVED, fit_state_dict
 from gim_plugins.types import Features
@@ -36,6 +36,17 @@ class ALIKEDLightGlue(SparseMatcher):
         "width_confidence": 0.99,  # adaptive width (point pruning); -1 disables it
         "filter_threshold": 0.1,
         "flash": True,
+        "max_image_pixels": 24_000_000,  # larger images are refused (ALIKED runs at full resolution)
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "max_keypoints": Int(min=1),
+        "detection_threshold": Float(min=0, max=1),
+        "nms_radius": Int(min=0, max=64),
+        "depth_confidence": Float(min=-1, max=1),
+        "width_confidence": Float(min=-1, max=1),
+        "filter_threshold": Float(min=0, max=1),
+        "flash": Bool(),
+        "max_image_pixels": Int(min=1) | None,
     }
     weight_names: ClassVar[tuple[str, ...]] = ("aliked_lightglue", "aliked_n16")
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "detection_threshold", "nms_radius")

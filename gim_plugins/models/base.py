@@ -16,6 +16,12 @@ Weights: ``weight_names`` lists the :data:`gim_plugins.weights.WEIGHTS` entries 
 when a matcher is built from several files): a checkpoint that does not fit raises ``CheckpointMismatchError``.
 ``pretrained=False`` builds random weights explicitly (tests, training from scratch); otherwise missing weights are
 an error that says how to get them.
+
+Options: next to ``default_conf`` every matcher declares ``conf_schema``, the type and range of each option
+(:mod:`gim_plugins.conf`), checked when the matcher is built, so a bad value is one clear error instead of a failure
+deep inside a network. Every matcher has ``max_image_pixels``: a larger image is refused before it is decoded or
+converted (``match_pair(..., max_size=)`` downscales instead). The device is checked once, when the matcher is
+built (:func:`check_device`).
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gim_plugins.conf import Conf, merge_conf, to_plain
+from gim_plugins.conf import Conf, Schema, check_schema, merge_conf, to_plain
+from gim_plugins.errors import InputError
 from gim_plugins.io import ImageInput, to_image_tensor
 from gim_plugins.types import Features, MatchResult
 
-__all__ = ["BaseMatcher", "SparseMatcher", "WeightsArg"]
+__all__ = ["BaseMatcher", "DeviceError", "SparseMatcher", "WeightsArg", "check_device"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +50,49 @@ WeightsArg = str | os.PathLike | Mapping[str, Any] | None
 or (for matchers built from several files) a mapping ``{weight_name: path | state_dict}``."""
 
 
+class DeviceError(InputError):
+    """A device that does not exist or is not available to this torch build."""
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The ``torch.device`` named by ``device``, checked to be usable here (call it once, before the work starts).
+
+    Raises:
+        DeviceError: an unknown device string, CUDA/MPS without support in this torch build or without a GPU, or a
+            GPU index that does not exist.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DeviceError(f"device {device!r} is not available: {build}; use --device cpu (or install a CUDA "
+                              "build of torch on a machine with a GPU)")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise DeviceError(f"device {device!r} does not exist: this machine has {count} CUDA GPU(s) "
+                              f"(cuda:0 … cuda:{count - 1})")
+        return parsed
+    if parsed.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"device {device!r} is not available on this machine; use --device cpu")
+        return parsed
+    raise DeviceError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
 class BaseMatcher(nn.Module):
     """A two-image matcher. Subclasses set ``name``, ``default_conf`` and implement ``_init`` and ``_match``."""
 
     name: ClassVar[str] = ""
     default_conf: ClassVar[dict[str, Any]] = {}
+    conf_schema: ClassVar[Schema] = {}
+    """Type and range of each option of ``default_conf`` (``gim_plugins.conf.Int``, ``Float``, …), checked when the
+    matcher is built; the package's matchers declare every option."""
     weight_names: ClassVar[tuple[str, ...]] = ()
     min_image_size: ClassVar[int] = 8
     is_sparse: ClassVar[bool] = False
@@ -70,17 +115,19 @@ class BaseMatcher(nn.Module):
         pretrained: bool = True,
     ) -> None:
         super().__init__()
-        self.conf: Conf = merge_conf(self.default_conf, conf, owner=f"matcher {self.name!r}")
+        check_schema(self.default_conf, self.conf_schema, owner=f"matcher {self.name!r}")
+        self.conf: Conf = merge_conf(self.default_conf, conf, owner=f"matcher {self.name!r}", schema=self.conf_schema)
+        device = check_device(device)
         self.weights_id = "none"
         self._init(self.conf)
         if weights is not None and not pretrained:
-            raise ValueError("pass either weights=... or pretrained=False, not both")
+            raise InputError("pass either weights=... or pretrained=False, not both")
         if pretrained and self.weight_names:
             self.load_weights(weights)
         elif self.weight_names:
             self.weights_id = "random"
         elif weights is not None:
-            raise ValueError(f"matcher {self.name!r} has no weights to load")
+            raise InputError(f"matcher {self.name!r} has no weights to load; leave out --weights")
         self.to(device)
         self.eval()
 
@@ -124,7 +171,7 @@ class BaseMatcher(nn.Module):
                 state_dicts[name] = source
                 ids.append(f"{name}=<state dict>")
                 continue
-            path = registry.resolve_weights(name, source)
+            path = registry.resolve_weights(name, source, verify=source is None)
             if name in registry.WEIGHTS:
                 log.info("loading %s from %s (licence: %s)", name, path, registry.WEIGHTS[name].license)
             state_dicts[name] = registry.load_state_dict_file(path)
@@ -145,7 +192,7 @@ class BaseMatcher(nn.Module):
         text = os.fspath(weights)
         if text in WEIGHTS and not os.path.exists(text):
             if text not in self.weight_names:
-                raise ValueError(f"matcher {self.name!r} loads {', '.join(self.weight_names)}, not {text!r}")
+                raise InputError(f"matcher {self.name!r} loads {', '.join(self.weight_names)}, not {text!r}")
             return dict.fromkeys(self.weight_names)
         return {primary: text, **dict.fromkeys(self.weight_names[1:])}
 
@@ -160,12 +207,22 @@ class BaseMatcher(nn.Module):
         Returns:
             A :class:`~gim_plugins.types.MatchResult` in pixels of the images as given, with ``timing["total"]``.
         """
-        im0 = to_image_tensor(image0, "image0", self.min_image_size)
-        im1 = to_image_tensor(image1, "image1", self.min_image_size)
+        im0 = self._image_tensor(image0, "image0")
+        im1 = self._image_tensor(image1, "image1")
         start = time.perf_counter()
         with torch.inference_mode():
             result = self._match(im0, im1)
         return result.with_timing(total=time.perf_counter() - start)
+
+    @property
+    def max_image_pixels(self) -> int | None:
+        """The largest image (in pixels) this matcher accepts (``conf.max_image_pixels``; ``None``: no limit)."""
+        return self.conf.get("max_image_pixels")
+
+    def _image_tensor(self, image: ImageInput, name: str) -> torch.Tensor:
+        """``image`` as the networks' input, refused before decoding/converting when it is too small or too large."""
+        return to_image_tensor(image, name, self.min_image_size, max_pixels=self.max_image_pixels,
+                               owner=f"matcher {self.name!r}")
 
     def forward(self, image0: ImageInput, image1: ImageInput) -> MatchResult:
         """Same as :meth:`match` (so a matcher can be called like any module)."""
@@ -187,6 +244,9 @@ class SparseMatcher(BaseMatcher):
 
     is_sparse: ClassVar[bool] = True
     extract_conf_keys: ClassVar[tuple[str, ...] | None] = None
+    accepts_detection_mask: ClassVar[bool] = False
+    """Whether ``extract`` takes ``mask=`` (``H×W`` bool, True = usable): keypoints are then detected only where the
+    mask is set, the way OpenCV's detectors take a mask (subclasses implement ``_extract_masked``)."""
 
     @abstractmethod
     def _extract(self, image: torch.Tensor) -> Features:
@@ -197,11 +257,30 @@ class SparseMatcher(BaseMatcher):
                                                                                     torch.Tensor]:
         """Indices ``(idx0, idx1)`` into the two keypoint sets and the ``(K,)`` match scores."""
 
-    def extract(self, image: ImageInput) -> Features:
-        """Detect and describe one image (any form :meth:`match` accepts)."""
-        tensor = to_image_tensor(image, "image", self.min_image_size)
+    def extract(self, image: ImageInput, *, mask: Any = None) -> Features:
+        """Detect and describe one image (any form :meth:`match` accepts).
+
+        Args:
+            image: the image.
+            mask: optional ``H×W`` bool mask of usable pixels, for matchers with ``accepts_detection_mask``;
+                others raise ``TypeError`` (multiply the image by the mask instead).
+        """
+        tensor = self._image_tensor(image, "image")
+        if mask is None:
+            with torch.inference_mode():
+                return self._extract(tensor)
+        if not self.accepts_detection_mask:
+            raise TypeError(f"matcher {self.name!r} takes no detection mask; multiply the image by the mask instead")
+        flags = torch.as_tensor(mask).detach().cpu()
+        if tuple(flags.shape) != tuple(tensor.shape[-2:]):
+            raise ValueError(f"mask: expected an H×W mask of the image's size {tuple(tensor.shape[-2:])}, "
+                             f"got {tuple(flags.shape)}")
         with torch.inference_mode():
-            return self._extract(tensor)
+            return self._extract_masked(tensor, flags.bool() if flags.dtype == torch.bool else flags > 0)
+
+    def _extract_masked(self, image: torch.Tensor, mask: torch.Tensor) -> Features:
+        """Features detected where the ``(H, W)`` bool ``mask`` is set (matchers with ``accepts_detection_mask``)."""
+        raise NotImplementedError(f"{type(self).__name__} declares accepts_detection_mask but does not implement it")
 
     def match_features(self, features0: Features, features1: Features) -> MatchResult:
         """Match two feature sets produced by :meth:`extract` (or loaded from a :class:`FeatureCache`)."""
@@ -209,7 +288,7 @@ class SparseMatcher(BaseMatcher):
             if not isinstance(feats, Features):
                 raise TypeError(f"{label}: expected Features, got {type(feats).__name__}")
             if feats.extractor != self.name:
-                raise ValueError(f"{label} were extracted by {feats.extractor!r}; matcher {self.name!r} needs its own")
+                raise InputError(f"{label} were extracted by {feats.extractor!r}; matcher {self.name!r} needs its own")
         start = time.perf_counter()
         if len(features0) == 0 or len(features1) == 0:
             return MatchResult.empty(features0.image_size, features1.image_size, self.name)

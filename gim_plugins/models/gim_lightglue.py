@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gim_plugins.conf import Conf, ConfError
+from gim_plugins.conf import Bool, Conf, ConfError, Float, Int
 from gim_plugins.models.base import SparseMatcher
-from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, fit_state_dict
+from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, CheckpointMismatchError, fit_state_dict
 from gim_plugins.types import Features
 
 __all__ = ["GIMLightGlue", "remap_gim_lightglue"]
@@ -60,11 +60,11 @@ def remap_gim_lightglue(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.
         else:
             stray.append(key)
     if stray:
-        raise ValueError(f"gim_lightglue_100h: keys without a 'superpoint.' or 'model.' prefix: {sorted(stray)[:10]}"
-                         f"{'…' if len(stray) > 10 else ''}")
+        raise CheckpointMismatchError(f"gim_lightglue_100h: keys without a 'superpoint.' or 'model.' prefix: "
+                                      f"{sorted(stray)[:10]}{'…' if len(stray) > 10 else ''}")
     for prefix, half in ((_SUPERPOINT, superpoint), (_LIGHTGLUE, lightglue)):
         if not half:
-            raise ValueError(f"gim_lightglue_100h: the checkpoint has no '{prefix}*' keys (is it GIM's "
+            raise CheckpointMismatchError(f"gim_lightglue_100h: the checkpoint has no '{prefix}*' keys (is it GIM's "
                              "SuperPoint+LightGlue file?)")
     return superpoint, lightglue
 
@@ -84,6 +84,20 @@ class GIMLightGlue(SparseMatcher):
         "depth_confidence": -1.0,  # adaptive depth (early exit); GIM: off
         "width_confidence": -1.0,  # point pruning; GIM: off
         "flash": False,  # CUDA only: half-precision flash attention in LightGlue (GIM: fp32 softmax attention)
+        "max_image_pixels": 24_000_000,  # larger images are refused (SuperPoint runs at full resolution)
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "max_keypoints": Int(min=-1),  # -1: every detection (not with force_num_keypoints)
+        "detection_threshold": Float(min=0, max=1),
+        "nms_radius": Int(min=0, max=64),
+        "remove_borders": Int(min=0),
+        "force_num_keypoints": Bool(),
+        "padding_seed": Int(min=0),
+        "filter_threshold": Float(min=0, max=1),
+        "depth_confidence": Float(min=-1, max=1),
+        "width_confidence": Float(min=-1, max=1),
+        "flash": Bool(),
+        "max_image_pixels": Int(min=1) | None,
     }
     weight_names: ClassVar[tuple[str, ...]] = ("gim_lightglue_100h",)
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "detection_threshold", "nms_radius",
@@ -96,8 +110,10 @@ class GIMLightGlue(SparseMatcher):
 
         from gim_plugins.models._arch.superpoint import SuperPoint
 
-        if conf.force_num_keypoints and conf.max_keypoints <= 0:
-            raise ConfError("gim_lightglue: force_num_keypoints needs max_keypoints > 0")
+        if conf.max_keypoints == 0 or (conf.force_num_keypoints and conf.max_keypoints <= 0):
+            raise ConfError("option 'max_keypoints' of matcher 'gim_lightglue' must be > 0: force_num_keypoints needs "
+                            "max_keypoints > 0 (-1, every detection, needs force_num_keypoints=false), got "
+                            f"{conf.max_keypoints}")
         self.superpoint = SuperPoint(max_keypoints=conf.max_keypoints, detection_threshold=conf.detection_threshold,
                                      nms_radius=conf.nms_radius, remove_borders=conf.remove_borders,
                                      force_num_keypoints=conf.force_num_keypoints)

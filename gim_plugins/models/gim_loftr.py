@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from gim_plugins.conf import Conf, ConfError
-from gim_plugins.io import ImageInput, to_image_tensor
+from gim_plugins.conf import Bool, Choice, Conf, ConfError, Float, Int
+from gim_plugins.io import ImageInput
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.models.state_dicts import load_strict, unprefixed_state_dict
 from gim_plugins.types import MatchResult
@@ -66,6 +66,16 @@ class GIMLoFTR(BaseMatcher):
         "oversize": "error",  # "error" or "resize" (downscale to max_side) for larger images
         "precision": "float32",  # or "bfloat16" / "float16": the backbone runs under autocast
         "fast_backbone": True,  # fold batch norms, channels-last (False: the original's exact arithmetic)
+        "max_image_pixels": 64_000_000,  # larger inputs are refused before they are converted
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "coarse_threshold": Float(min=0, max=1, max_open=True),
+        "temp_bug_fix": Bool(),
+        "max_side": Int(min=32, max=2048),
+        "oversize": Choice("error", "resize"),
+        "precision": Choice(*_PRECISIONS),
+        "fast_backbone": Bool(),
+        "max_image_pixels": Int(min=1) | None,
     }
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
     min_image_size: ClassVar[int] = 32
@@ -102,8 +112,8 @@ class GIMLoFTR(BaseMatcher):
             return super().match(image0, image1)
         import time
 
-        im0 = to_image_tensor(image0, "image0", self.min_image_size)
-        im1 = to_image_tensor(image1, "image1", self.min_image_size)
+        im0 = self._image_tensor(image0, "image0")
+        im1 = self._image_tensor(image1, "image1")
         m0 = _as_mask(mask0, im0, "mask0")
         m1 = _as_mask(mask1, im1, "mask1")
         start = time.perf_counter()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gim_plugins.conf import Conf
+from gim_plugins.conf import Bool, Conf, Float, Int, PathText, Seq
 from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
 from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models._arch.roma import RoMa
@@ -75,6 +75,14 @@ class GIMRoMa(WarpSamplingMatcher):
         "seed": None,  # int: every match() draws its samples from a generator seeded with it (reproducible)
         "kde_chunk": 2048,  # rows of the sampling KDE computed at once
         "max_image_pixels": 64_000_000,  # larger inputs are refused
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "h": Int(min=28, max=4096), "w": Int(min=28, max=4096), "pad_to_aspect": Bool(), "upsample": Bool(),
+        "upsample_res": Seq(Int(min=32, max=8192), length=2), "num_samples": Int(min=1),
+        "bounds_filter": Bool(), "drop_zero_confidence": Bool(), "sample_thresh": Float(min=0, max=1),
+        "black_threshold": Float(min=0, max=1) | None, "dinov2_weights": PathText() | None,
+        "fused_attention": Bool(), "seed": Int(min=0) | None, "kde_chunk": Int(min=1),
+        "max_image_pixels": Int(min=1) | None,
     }
     weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME, DINOV2_NAME)
     min_image_size: ClassVar[int] = 32

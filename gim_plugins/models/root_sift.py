@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from gim_plugins.conf import Conf
+from gim_plugins.conf import Bool, Conf, Float, Int
 from gim_plugins.models.base import SparseMatcher
 from gim_plugins.types import Features
 
@@ -30,17 +30,27 @@ class RootSIFT(SparseMatcher):
         "ratio_threshold": 0.8,
         "mutual": True,
         "chunk_size": 4096,  # rows of the similarity matrix held at once (memory bound for large images)
+        "max_image_pixels": 24_000_000,  # larger images are refused (OpenCV's SIFT needs ~80 bytes a pixel)
+    }
+    conf_schema: ClassVar[dict[str, Any]] = {
+        "max_keypoints": Int(min=1) | None,
+        "contrast_threshold": Float(min=0),
+        "ratio_threshold": Float(min=0, max=1, min_open=True),
+        "mutual": Bool(),
+        "chunk_size": Int(min=1),
+        "max_image_pixels": Int(min=1) | None,
     }
     extract_conf_keys: ClassVar[tuple[str, ...]] = ("max_keypoints", "contrast_threshold")
+    accepts_detection_mask: ClassVar[bool] = True  # OpenCV's SIFT takes the mask (GIM's video labeller passes it)
     min_image_size: ClassVar[int] = 16
 
     def _init(self, conf: Conf) -> None:
-        if conf.max_keypoints is not None and conf.max_keypoints <= 0:
-            raise ValueError(f"max_keypoints must be positive or None, got {conf.max_keypoints}")
-        if not 0.0 < conf.ratio_threshold <= 1.0:
-            raise ValueError(f"ratio_threshold must be in (0, 1], got {conf.ratio_threshold}")
+        """Nothing to build: the options are checked by :attr:`conf_schema`."""
 
     def _extract(self, image: torch.Tensor) -> Features:
+        return self._extract_masked(image, None)
+
+    def _extract_masked(self, image: torch.Tensor, mask: torch.Tensor | None) -> Features:
         import cv2
 
         height, width = image.shape[-2:]
@@ -48,7 +58,8 @@ class RootSIFT(SparseMatcher):
         gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
         count = self.conf.max_keypoints or max(1, height * width // 64)
         sift = cv2.SIFT_create(nfeatures=int(count), contrastThreshold=float(self.conf.contrast_threshold))
-        keypoints, descriptors = sift.detectAndCompute(gray, None)
+        detect_mask = None if mask is None else mask.numpy().astype(np.uint8)
+        keypoints, descriptors = sift.detectAndCompute(gray, detect_mask)
         if not keypoints or descriptors is None:
             return self._features(torch.zeros(0, 2), torch.zeros(0, 128), torch.zeros(0), image)
         xy = torch.tensor([kp.pt for kp in keypoints], dtype=torch.float32)

@@ -123,14 +123,14 @@ def unprefixed_state_dict(checkpoint: Mapping[str, Any], owner: str, prefixes: t
     origin: dict[str, str] = {}
     for raw_key, value in checkpoint.items():
         if not isinstance(value, torch.Tensor):
-            raise ValueError(f"{owner} checkpoint: {raw_key!r} is a {type(value).__name__}, not a tensor")
+            raise CheckpointMismatchError(f"{owner} checkpoint: {raw_key!r} is a {type(value).__name__}, not a tensor")
         key = next((raw_key[len(p):] for p in prefixes if raw_key.startswith(p)), raw_key)
         if drop and key.startswith(drop):
             continue
         if key in out:
             prefixed = raw_key if raw_key != key else origin[key]
-            raise ValueError(f"{owner} checkpoint: both {key!r} and {prefixed!r} are present (the same tensor "
-                             "twice, with and without a prefix)")
+            raise CheckpointMismatchError(f"{owner} checkpoint: both {key!r} and {prefixed!r} are present (the same "
+                                          "tensor twice, with and without a prefix)")
         out[key] = value
         origin[key] = raw_key
     return out

@@ -12,6 +12,8 @@ already done and writes its outputs atomically, so any step can be rerun alone a
    (:mod:`~gim_plugins.reconstruct.correspondences` reads them back from step 2), verified by pycolmap or the colmap
    program.
 4. :mod:`~gim_plugins.reconstruct.mapping` → ``sparse/0`` (largest model, binary + text) and ``summary.json``.
+5. Optionally (``dense=``, ``--dense``) :mod:`~gim_plugins.reconstruct.dense` → ``dense/fused.ply`` and
+   ``dense/summary.json``: COLMAP's MVS where CUDA allows, else dense triangulation from a matcher.
 
 :func:`main` runs them under an exclusive lock on the output folder. Options: :data:`DEFAULT_CONF` (merged
 strictly); file names: :class:`ReconstructPaths`. The command line (``gim reconstruct``) is
@@ -43,24 +45,54 @@ if TYPE_CHECKING:
     from gim_plugins.reconstruct.correspondences import load_correspondences
 
 
-def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
+def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any], *,
+         dense: Mapping[str, Any] | None = None) -> Path:
     """Run pairs + match → database → mapping; returns ``summary.json`` (resumable: finished work is skipped).
 
     Args:
         conf: options (:data:`DEFAULT_CONF`; unknown keys are errors).
         paths: :class:`ReconstructPaths` or a mapping with ``images`` (folder, searched recursively) and ``out``.
+        dense: run the dense step after mapping with these options (``{}``: defaults; see
+            :data:`gim_plugins.reconstruct.dense.DEFAULT_CONF`); without a ``matcher`` it uses the reconstruction's
+            matcher, options, weights and device.
 
     Raises:
-        RuntimeError: another run holds the output folder.
+        UserError: (one line) a bad option or device, a missing image folder, another run holding the output
+            folder; with ``dense``: no dense method can run here (before anything runs), or the mapping
+            made no model.
     """
+    from gim_plugins.errors import UserError
+    from gim_plugins.matching import check_device
     from gim_plugins.reconstruct import database, mapping, match
-    from gim_plugins.reconstruct.common import ReconstructPaths, output_lock, resolve_conf
+    from gim_plugins.reconstruct.common import ReconstructPaths, check_paths, output_lock, resolve_conf
 
     conf, paths = resolve_conf(conf), ReconstructPaths.of(paths)
+    check_device(conf.device)  # once, before anything is written
+    check_paths(paths)
+    dense_conf = None
+    if dense is not None:
+        from gim_plugins.conf import to_plain
+        from gim_plugins.reconstruct import dense as dense_step
+
+        inherited = {"progress": conf.progress}
+        if dense.get("matcher") is None:
+            inherited.update(matcher=conf.matcher, matcher_conf=to_plain(conf.matcher_conf), weights=conf.weights,
+                             device=conf.device)
+        dense_conf = dense_step.resolve_dense_conf({**inherited, **{k: v for k, v in dense.items() if v is not None}})
+        dense_step.choose_method(dense_conf, dense_conf.matcher)  # fails now, not after the sparse steps
     with output_lock(paths.out):
         match.main(conf, paths)
         database.main(conf, paths)
-        return mapping.main(conf, paths)
+        summary = mapping.main(conf, paths)
+        if dense_conf is not None:
+            if not (paths.model / "images.txt").is_file():
+                import json
+
+                registered = json.loads(summary.read_text()).get("registered", 0)
+                raise UserError(f"--dense: the sparse reconstruction registered {registered} images and made no model "
+                                f"to densify (see {summary}); try more images, more pairs or another matcher")
+            dense_step.main(dense_conf, paths)
+        return summary
 
 
 def __getattr__(name: str) -> Any:

@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
                         help="also export the correspondences (colmap-db, colmap-text, hloc-h5) into OUT/exports/NAME")
     parser.add_argument("--overwrite", action="store_true", help="discard matches stored by another matcher/conf")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--dense", nargs="?", const="auto", default=None, choices=("auto", "mvs", "triangulate"),
+                        help="also a dense point cloud OUT/dense/fused.ply: COLMAP MVS (needs CUDA) or dense "
+                             "triangulation from the matcher; auto (default) picks what runs here")
+    parser.add_argument("--dense-matcher", default=None, help="matcher of the dense step (default: --matcher)")
+    parser.add_argument("--dense-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="dense-step option (repeatable), e.g. neighbours=6 or min_consistent_views=2")
     parser.set_defaults(handler=_run)
 
 
@@ -65,6 +71,19 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
             "progress": not args.no_progress}
 
 
+def build_dense_conf(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The dense step's conf from parsed arguments (``None`` without ``--dense``)."""
+    from gim_plugins.conf import parse_conf
+
+    if args.dense is None:
+        if args.dense_matcher or args.dense_conf:
+            from gim_plugins.errors import UserError
+
+            raise UserError("--dense-matcher and --dense-conf need --dense")
+        return None
+    return {**parse_conf(args.dense_conf, option="--dense-conf"), "method": args.dense, "matcher": args.dense_matcher}
+
+
 def _run(args: argparse.Namespace) -> int:
     from gim_plugins.colmap_ext.exporters import export
     from gim_plugins.reconstruct import main
@@ -74,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or args.images.resolve().parent / "reconstruction"
     paths = ReconstructPaths(args.images, out)
     conf = build_conf(args)
-    summary_path = main(conf, paths)
+    summary_path = main(conf, paths, dense=build_dense_conf(args))
     summary = json.loads(summary_path.read_text())
     if args.export:
         correspondences = load_correspondences(conf, paths)
@@ -96,6 +115,13 @@ def _run(args: argparse.Namespace) -> int:
           f"keypoints/image: {tracks.get('mean_keypoints', 0):.0f}, matched now: {match.get('matched_now')}, "
           f"extractions now: {match.get('extracted_now')}")
     print(f"model: {summary['model']}")
+    if args.dense is not None:
+        dense = json.loads((out / "dense" / "summary.json").read_text())
+        method = dense["method"] + (f" ({dense.get('engine') or dense.get('matcher')}"
+                                    f"{', sparse-derived' if dense.get('sparse_derived') else ''})")
+        print(f"dense: {dense['fused_points']} points by {method}: {dense['fused']}")
+        for warning in dense.get("warnings", []):
+            print(f"warning: {warning}")
     for warning in summary.get("warnings", []):
         print(f"warning: {warning}")
     return 0

@@ -17,10 +17,12 @@ from typing import Any
 
 from gim_plugins.atomic import atomic_write_text
 from gim_plugins.colmap_ext import tracks
-from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS
-from gim_plugins.conf import Conf, merge_conf
+from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS, CAMERA_MODELS
+from gim_plugins.conf import Anything, Bool, Choice, Conf, Float, Int, PathText, Seq, Str, merge_conf
+from gim_plugins.errors import InputError, UserError
 
-__all__ = ["DEFAULT_CONF", "ENGINES", "ReconstructPaths", "output_lock", "read_json", "resolve_conf", "write_json"]
+__all__ = ["CONF_SCHEMA", "DEFAULT_CONF", "ENGINES", "OutputInUseError", "ReconstructPaths", "check_paths",
+           "output_lock", "read_json", "resolve_conf", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ DEFAULT_CONF: dict[str, Any] = {
     "camera": dict(CAMERA_DEFAULTS),
     "tracks": dict(tracks.DEFAULT_CONF),  # dense matchers only
     "verification": {"max_error": 4.0, "max_num_trials": 20000, "min_inlier_ratio": 0.1, "min_num_inliers": 15,
-                     "confidence": 0.9999},
+                     "confidence": 0.9999, "random_seed": 0},
     # relaxed against COLMAP's defaults (init 100, abs-pose 30 / 0.25): learned matchers give fewer, cleaner matches
     "mapper": {"min_num_matches": 15, "init_min_num_inliers": 50, "abs_pose_min_num_inliers": 15,
                "abs_pose_min_inlier_ratio": 0.1, "ba_refine_focal_length": True, "ba_refine_principal_point": False,
@@ -47,6 +49,36 @@ DEFAULT_CONF: dict[str, Any] = {
     "progress": True,
     "overwrite": False,  # discard stored matches of another matcher/configuration
 }
+
+CONF_SCHEMA: dict[str, Any] = {
+    "matcher": Str(),
+    "matcher_conf": Anything(),  # checked by the matcher's own schema when it is built
+    "weights": PathText() | None,
+    "device": Str(),
+    "pairs": Str(),
+    "engine": Choice(*ENGINES),
+    "min_matches": Int(min=1),
+    "camera": {"camera_model": Choice(*CAMERA_MODELS), "camera_params": Seq(Float()) | None,
+               "single_camera": Bool()},
+    "tracks": {"mode": Choice("merge", "none"), "grid": Float(min=0, min_open=True),
+               "radius": Float(min=0), "max_keypoints": Int(min=1) | None, "min_score": Float()},
+    "verification": {"max_error": Float(min=0, min_open=True), "max_num_trials": Int(min=1),
+                     "min_inlier_ratio": Float(min=0, max=1), "min_num_inliers": Int(min=1),
+                     "confidence": Float(min=0, max=1, min_open=True, max_open=True), "random_seed": Int(min=0)},
+    "mapper": {"min_num_matches": Int(min=1), "init_min_num_inliers": Int(min=1),
+               "abs_pose_min_num_inliers": Int(min=1), "abs_pose_min_inlier_ratio": Float(min=0, max=1),
+               "ba_refine_focal_length": Bool(), "ba_refine_principal_point": Bool(),
+               "ba_refine_extra_params": Bool(), "num_threads": Int(min=-1), "random_seed": Int(min=0),
+               "multiple_models": Bool()},
+    "colmap_executable": PathText() | None,
+    "progress": Bool(),
+    "overwrite": Bool(),
+}
+"""Type and range of every option of :data:`DEFAULT_CONF`."""
+
+
+class OutputInUseError(RuntimeError, UserError):
+    """Another run holds the output folder."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +133,9 @@ def resolve_conf(conf: Mapping[str, Any] | None) -> Conf:
 
     Raises:
         ConfError: an unknown key.
-        ValueError: an unknown engine.
+        ConfValueError: a value of the wrong type or out of range (e.g. an unknown engine).
     """
-    merged = merge_conf(DEFAULT_CONF, conf, owner="gim reconstruct")
-    if merged.engine not in ENGINES:
-        raise ValueError(f"engine must be 'pycolmap' or 'colmap', got {merged.engine!r}")
-    return merged
+    return merge_conf(DEFAULT_CONF, conf, owner="gim reconstruct", schema=CONF_SCHEMA)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -120,6 +149,20 @@ def read_json(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def check_paths(paths: ReconstructPaths) -> None:
+    """Refuse a missing or non-folder image path and an output path that is a file, before anything is written.
+
+    Raises:
+        InputError: one line naming the path.
+    """
+    if not paths.images.exists():
+        raise FileNotFoundError(f"image folder not found: {paths.images}")
+    if not paths.images.is_dir():
+        raise InputError(f"{paths.images} is a file; gim reconstruct takes a folder of images")
+    if paths.out.exists() and not paths.out.is_dir():
+        raise InputError(f"output {paths.out} is a file; give a folder (--out)")
 
 
 @contextlib.contextmanager
@@ -136,8 +179,8 @@ def output_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{out} is in use by another gim reconstruct; wait for it or use another --out"
-                               ) from None
+            raise OutputInUseError(f"{out} is in use by another gim reconstruct; wait for it or use another --out"
+                                   ) from None
         for stale in [*out.glob(".database.*"), *out.glob(".sparse.*")]:
             log.info("removing %s left by an interrupted run", stale.name)
             shutil.rmtree(stale, ignore_errors=True)

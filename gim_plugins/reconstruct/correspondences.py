@@ -17,6 +17,7 @@ import numpy as np
 
 from gim_plugins.colmap_ext import tracks
 from gim_plugins.colmap_ext.correspondences import Correspondences, indices_of
+from gim_plugins.errors import InputError
 from gim_plugins.reconstruct.common import ReconstructPaths, resolve_conf
 from gim_plugins.reconstruct.match import feature_cache, fingerprint, load_matcher
 
@@ -36,7 +37,7 @@ def _check_sizes(stored: dict[str, tuple[int, int]], images: Path, names: list[s
     for name in names:
         actual = _image_size(images / name)
         if name in stored and stored[name] != actual:
-            raise ValueError(f"{name} is {actual[1]}×{actual[0]} px but was matched at {stored[name][1]}×"
+            raise InputError(f"{name} is {actual[1]}×{actual[0]} px but was matched at {stored[name][1]}×"
                              f"{stored[name][0]}: the image changed since it was matched (rerun with --overwrite)")
         sizes[name] = actual
     return sizes
@@ -60,7 +61,7 @@ def load_correspondences(conf: Mapping[str, Any] | None, paths: ReconstructPaths
     with MatchStore(paths.matches, fingerprint(matcher)) as store:
         missing = [pair for pair in pairs if pair not in store]
         if missing:
-            raise ValueError(f"{len(missing)} pairs are not matched yet (first: {missing[0]}); run the match step")
+            raise InputError(f"{len(missing)} pairs are not matched yet (first: {missing[0]}); run the match step")
         raw = {pair: store.get(*pair) for pair in pairs}
     stored_sizes = {}
     for (name0, name1), (_, _, _, size0, size1) in raw.items():
@@ -68,7 +69,7 @@ def load_correspondences(conf: Mapping[str, Any] | None, paths: ReconstructPaths
     sizes = _check_sizes(stored_sizes, paths.images, names)
     raw = {pair: value for pair, value in raw.items() if len(value[0]) >= conf.min_matches}
     if not raw:
-        raise ValueError(f"no pair has at least {conf.min_matches} matches: nothing to reconstruct")
+        raise InputError(f"no pair has at least {conf.min_matches} matches: nothing to reconstruct")
     if not matcher.is_sparse:
         return tracks.build_correspondences({pair: value[:3] for pair, value in raw.items()}, sizes, conf.tracks)
     cache = feature_cache(matcher, paths.features)
@@ -79,7 +80,7 @@ def load_correspondences(conf: Mapping[str, Any] | None, paths: ReconstructPaths
         idx0, idx1 = indices_of(keypoints[name0], k0), indices_of(keypoints[name1], k1)
         found = (idx0 >= 0) & (idx1 >= 0)
         if not found.all():
-            raise ValueError(f"pair ({name0}, {name1}): {int((~found).sum())} matched points are not keypoints of the "
+            raise InputError(f"pair ({name0}, {name1}): {int((~found).sum())} matched points are not keypoints of the "
                              "cached features (features.h5 changed since matching?); rerun with --overwrite")
         rows = tracks.unique_matches(idx0, idx1, pair_scores)
         matches[(name0, name1)] = np.stack([idx0[rows], idx1[rows]], 1)

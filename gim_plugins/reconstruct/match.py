@@ -39,12 +39,16 @@ def fingerprint(matcher: Any) -> str:
 
 
 def feature_cache(matcher: Any, path: Path) -> Any:
-    """The HDF5 feature cache; an unreadable file (killed mid-write) is moved aside and extraction restarts."""
-    from gim_plugins.features import FeatureCache
+    """The HDF5 feature cache; an unreadable file (killed mid-write) is moved aside and extraction restarts.
+
+    A file that another process holds is waited for (bounded, see :class:`gim_plugins.features.FeatureCache`) and
+    never moved: only a file HDF5 cannot read is.
+    """
+    from gim_plugins.features import FeatureCache, FeatureFileError
 
     try:
         return FeatureCache(matcher, path)
-    except OSError as exc:
+    except FeatureFileError as exc:
         aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         log.warning("%s; moving it to %s and extracting again", exc, aside.name)
         path.rename(aside)

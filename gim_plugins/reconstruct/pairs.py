@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gim_plugins.errors import InputError, UnknownNameError
 from gim_plugins.h5io import read_pairs, write_pairs
 from gim_plugins.reconstruct.common import ReconstructPaths, resolve_conf
 
@@ -41,10 +42,10 @@ def list_images(image_dir: str | os.PathLike[str]) -> list[str]:
     folded = [n.lower() for n in names]
     clashes = sorted({n for n in names if folded.count(n.lower()) > 1})
     if clashes:
-        raise ValueError(f"image names that differ only in case are ambiguous on some file systems: {clashes}")
+        raise InputError(f"image names that differ only in case are ambiguous on some file systems: {clashes}")
     for name in names:
         if name != name.strip() or any(c in name for c in "\n\r\t"):
-            raise ValueError(f"image name {name!r} has leading/trailing whitespace or control characters")
+            raise InputError(f"image name {name!r} has leading/trailing whitespace or control characters")
     return names
 
 
@@ -58,7 +59,7 @@ def make_pairs(names: Sequence[str], spec: str | os.PathLike[str]) -> list[tuple
     """
     ordered = list(names)
     if len(set(ordered)) != len(ordered):
-        raise ValueError("duplicate image names")
+        raise InputError("duplicate image names")
     text = os.fspath(spec)
     if text == "exhaustive":
         return list(itertools.combinations(ordered, 2))
@@ -67,24 +68,24 @@ def make_pairs(names: Sequence[str], spec: str | os.PathLike[str]) -> list[tuple
         try:
             window = int(k or 5)
         except ValueError:
-            raise ValueError(f"pairs: expected 'sequential:K' with an integer K, got {text!r}") from None
+            raise InputError(f"pairs: expected 'sequential:K' with an integer K, got {text!r}") from None
         if window < 1:
-            raise ValueError(f"pairs: sequential window must be >= 1, got {window}")
+            raise InputError(f"pairs: sequential window must be >= 1, got {window}")
         return [(ordered[i], ordered[j]) for i in range(len(ordered))
                 for j in range(i + 1, min(i + 1 + window, len(ordered)))]
     path = Path(text)
     if not path.is_file():
-        raise ValueError(f"pairs: expected 'exhaustive', 'sequential:K' or an existing pair file, got {text!r}")
+        raise InputError(f"pairs: expected 'exhaustive', 'sequential:K' or an existing pair file, got {text!r}")
     pairs = read_pairs(path)
     known = set(ordered)
     unknown = sorted({n for pair in pairs for n in pair if n not in known})
     if unknown:
-        raise KeyError(f"{path} names images that are not in the image directory: {unknown[:10]}")
+        raise UnknownNameError(f"{path} names images that are not in the image directory: {unknown[:10]}")
     seen: set[frozenset[str]] = set()
     unique = []
     for name0, name1 in pairs:
         if name0 == name1:
-            raise ValueError(f"{path}: pair of an image with itself: {name0}")
+            raise InputError(f"{path}: pair of an image with itself: {name0}")
         key = frozenset((name0, name1))
         if key not in seen:  # retrieval pair lists often hold (a, b) and (b, a): match once
             seen.add(key)
@@ -106,7 +107,7 @@ def image_pairs(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mappin
     names = list_images(paths.images)
     pairs = make_pairs(names, conf.pairs)
     if not pairs:
-        raise ValueError(f"no image pairs to match ({len(names)} images, pairs={conf.pairs!r})")
+        raise InputError(f"no image pairs to match ({len(names)} images, pairs={conf.pairs!r})")
     write_pairs(paths.pairs, pairs)
     used = sorted({n for pair in pairs for n in pair})
     return used, pairs

@@ -44,30 +44,45 @@ def slim_name(spec: WeightSpec) -> str:
     return Path(spec.file_name).stem + SLIM_SUFFIX
 
 
-def resolve_weights(name: str, path: str | os.PathLike[str] | None = None) -> Path:
+def resolve_weights(name: str, path: str | os.PathLike[str] | None = None, *, verify: bool = False) -> Path:
     """Find the file of checkpoint ``name``.
 
     Args:
         name: a key of :data:`WEIGHTS`.
-        path: an explicit file, which wins over every directory.
+        path: an explicit file, which wins over every directory (and is loaded as it is: the user chose it).
+        verify: check that a file found in a weight directory is the expected one
+            (:func:`~gim_plugins.weights.hashes.check_cached_file`), as loading does.
 
     Returns:
         The path to load. Where both exist, the slim state-dict copy written by ``gim weights import`` is preferred
-        over the original (it loads with ``weights_only=True`` and faster).
+        over the original (it loads with ``weights_only=True`` and faster), but only while it was made from that
+        original: a stale slim copy is never used.
 
     Raises:
         FileNotFoundError: nothing found; the message says how to get the file.
+        HashMismatchError: ``verify`` and the file is damaged or replaced.
     """
+    from gim_plugins.weights.hashes import check_cached_file, slim_is_current
+
     if path is not None:
         explicit = Path(path).expanduser()
+        if explicit.is_dir():
+            raise IsADirectoryError(f"weights {explicit} is a directory, not a checkpoint file")
         if not explicit.is_file():
             raise FileNotFoundError(f"weights file not found: {explicit}")
         return explicit
     spec = get_spec(name)
     for directory in search_dirs():
-        for candidate in (directory / slim_name(spec), directory / spec.file_name):
-            if candidate.is_file():
-                return candidate
+        slim, original = directory / slim_name(spec), directory / spec.file_name
+        if slim.is_file() and slim_is_current(directory, spec):
+            candidate = slim
+        elif original.is_file():
+            candidate = original
+        else:
+            continue
+        if verify:
+            check_cached_file(spec, candidate)
+        return candidate
     where = " or ".join(str(d) for d in search_dirs())
     raise FileNotFoundError(
         f"weights {name!r} ({spec.file_name}) not found in {where}. To get them: {spec.how_to_get()}"

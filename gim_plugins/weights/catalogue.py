@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gim_plugins.errors import UnknownNameError
+
 __all__ = ["WEIGHTS", "WeightSpec", "WheelSource", "get_spec"]
 
 
@@ -173,4 +175,4 @@ def get_spec(name: str) -> WeightSpec:
     try:
         return WEIGHTS[name]
     except KeyError:
-        raise KeyError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}") from None
+        raise UnknownNameError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}") from None

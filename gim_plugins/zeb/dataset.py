@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gim_plugins.errors import InputError, UnknownNameError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "OFFICIAL_SUBSETS",
@@ -130,7 +132,7 @@ def get_subset(name: str) -> Subset:
     for subset in SUBSETS:
         if wanted in (subset.key.lower(), subset.folder, subset.dump_name.lower(), subset.abbr.lower()):
             return subset
-    raise KeyError(f"unknown ZEB subset {name!r}; known: {', '.join(s.key for s in SUBSETS)}")
+    raise UnknownNameError(f"unknown ZEB subset {name!r}; known: {', '.join(s.key for s in SUBSETS)}")
 
 
 @dataclass(frozen=True)
@@ -195,12 +197,12 @@ def read_pair_file(path: str | os.PathLike[str], subset: Subset) -> Pair:
     with open(path, encoding="utf-8") as handle:
         tokens = tuple(handle.readline().strip().split())
     if len(tokens) not in (38, 34):
-        raise ValueError(f"{path}: expected 38 whitespace-separated tokens on the first line (img0 img1 covisible0 "
+        raise InputError(f"{path}: expected 38 whitespace-separated tokens on the first line (img0 img1 covisible0 "
                          f"covisible1 K0(9) K1(9) T_0to1(16)), got {len(tokens)}")
     try:
         numbers = [float(token) for token in tokens[2:]]
     except ValueError as exc:
-        raise ValueError(f"{path}: non-numeric token after the two image names: {exc}") from exc
+        raise InputError(f"{path}: non-numeric token after the two image names: {exc}") from exc
     transform = numbers[20:]
     if len(transform) == 12:
         transform = [*transform, 0.0, 0.0, 0.0, 1.0]
@@ -335,7 +337,7 @@ def read_color(path: str | os.PathLike[str]) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # = cv2.imread(path, IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot decode {path} as an image")
+        raise InputError(f"cannot decode {path} as an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gim_plugins.atomic import atomic_write_text
+from gim_plugins.errors import InputError
 from gim_plugins.zeb.metrics import PairMetrics
 
 __all__ = [
@@ -46,7 +47,7 @@ _TOKEN = re.compile(r"^\S+$")
 
 def _check_token(value: str, what: str) -> str:
     if not _TOKEN.match(value):
-        raise ValueError(f"{what} must be one non-empty token without whitespace, got {value!r}")
+        raise InputError(f"{what} must be one non-empty token without whitespace, got {value!r}")
     return value
 
 
@@ -141,7 +142,7 @@ class DumpRow:
         """
         cols = line.split()
         if len(cols) != len(COLUMNS):
-            raise ValueError(f"expected {len(COLUMNS)} columns ({HEADER}), got {len(cols)}: {line!r}")
+            raise InputError(f"expected {len(COLUMNS)} columns ({HEADER}), got {len(cols)}: {line!r}")
         return cls(cols[0], float(cols[1]), float(cols[2]), float(cols[3]), float(cols[4]), float(cols[5]),
                    float(cols[6]), int(float(cols[7])), float(cols[8]), int(float(cols[9])))
 
@@ -177,7 +178,7 @@ def read_dump(path: str | os.PathLike[str]) -> list[DumpRow]:
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     if not lines or lines[0].split() != list(COLUMNS):
-        raise ValueError(f"{path}: not a ZEB dump (first line must be {HEADER!r})")
+        raise InputError(f"{path}: not a ZEB dump (first line must be {HEADER!r})")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -185,5 +186,5 @@ def read_dump(path: str | os.PathLike[str]) -> list[DumpRow]:
         try:
             rows.append(DumpRow.parse(line))
         except ValueError as exc:
-            raise ValueError(f"{path}:{number}: {exc}") from exc
+            raise InputError(f"{path}:{number}: {exc}") from exc
     return rows

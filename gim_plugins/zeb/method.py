@@ -33,6 +33,8 @@ from gim_plugins.zeb.treatment import Treatment
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
+from gim_plugins.errors import InputError
+
 __all__ = ["Method", "build_method", "default_version", "resolve_preset", "software_versions"]
 
 
@@ -58,7 +60,7 @@ def resolve_preset(matcher: str | None, preset: str | None) -> tuple[str, str | 
 
     if matcher is None:
         if not preset or preset == "none":
-            raise ValueError("give --matcher (or a --preset named <matcher>-<variant>)")
+            raise InputError("give --matcher (or a --preset named <matcher>-<variant>)")
         matcher = preset.rsplit("-", 1)[0]
     cls = get_matcher_class(matcher)
     presets = _matcher_presets(cls)
@@ -69,11 +71,11 @@ def resolve_preset(matcher: str | None, preset: str | None) -> tuple[str, str | 
         return (matcher, name, dict(presets[name])) if name in presets else (matcher, None, {})
     if preset not in presets:
         known = ", ".join(presets) or "none"
-        raise ValueError(f"matcher {matcher!r} has no preset {preset!r}; its presets: {known}")
+        raise InputError(f"matcher {matcher!r} has no preset {preset!r}; its presets: {known}")
     conf = dict(presets[preset])
     model = conf.pop("model", None)
     if model is not None and model not in (matcher, cls.name):
-        raise ValueError(f"preset {preset!r} is for matcher {model!r}, not {matcher!r}")
+        raise InputError(f"preset {preset!r} is for matcher {model!r}, not {matcher!r}")
     return matcher, preset, conf
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gim_plugins.atomic import atomic_path
+from gim_plugins.errors import InputError
 from gim_plugins.zeb.dataset import SUBSETS, get_subset
 from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows
 from gim_plugins.zeb.metrics import AUC_THRESHOLDS, pose_auc, pose_errors
@@ -122,7 +123,7 @@ def _scene_order(scene: str) -> tuple[int, str]:
 def _subset_result(path: Path, scene: str, thresholds: Sequence[float], decimals: int | None = None) -> SubsetResult:
     rows = unique_rows(read_dump(path))
     if not rows:
-        raise ValueError(f"{path}: the dump has no rows")
+        raise InputError(f"{path}: the dump has no rows")
     R = np.array([row.R_err for row in rows])
     t = np.array([row.t_err for row in rows])
     errors = pose_errors(R, t)
@@ -289,7 +290,7 @@ def format_report(results: Sequence[MethodResult], fmt: str = "md",
         return _csv(results, thresholds)
     if fmt == "json":
         return json.dumps(_as_dict(results, thresholds), indent=2) + "\n"
-    raise ValueError(f"unknown report format {fmt!r}; use md, csv or json")
+    raise InputError(f"unknown report format {fmt!r}; use md, csv or json")
 
 
 def plot(results: Sequence[MethodResult], out_dir: str | os.PathLike[str], max_error: float = 30.0) -> list[Path]:

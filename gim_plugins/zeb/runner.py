@@ -171,6 +171,9 @@ def run(config: RunConfig, data_dir: str | os.PathLike[str], out_dir: str | os.P
         FileNotFoundError: missing data folders or images.
         ValueError: bad options.
     """
+    from gim_plugins.matching import check_device
+
+    check_device(config.device)  # once, before any data is read or anything written
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     subsets = find_subsets(data_dir, config.subsets)
     for subset in subsets:  # fail early on a missing folder, before loading a network

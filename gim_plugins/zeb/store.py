@@ -128,10 +128,17 @@ class MethodStore:
         return self.root / "run.json"
 
     def read_sidecar(self) -> dict[str, Any] | None:
+        """The sidecar's content; ``None`` when there is none (or it is unreadable and no results depend on it)."""
         if not self.sidecar.is_file():
             return None
-        with open(self.sidecar, encoding="utf-8") as handle:
-            return json.load(handle)
+        try:
+            with open(self.sidecar, encoding="utf-8") as handle:
+                return dict(json.load(handle))
+        except (ValueError, TypeError) as exc:
+            if self.has_results():
+                raise StaleResultsError(f"{self.sidecar} is unreadable ({exc}) but results depend on it; pass "
+                                        "--overwrite to delete them and start afresh") from None
+            return None
 
     def dump_paths(self) -> list[Path]:
         """This method's dump files present in the dump directory."""
@@ -151,6 +158,8 @@ class MethodStore:
         fingerprint = json.loads(json.dumps(fingerprint))  # normalise tuples etc. as they will be read back
         existing = self.read_sidecar()
         problem = None
+        if existing is not None and existing.get("fingerprint") != fingerprint and not self.has_results():
+            existing = None  # a run stopped before its first pair (bad input): nothing to mix, start afresh
         if existing is not None and existing.get("fingerprint") != fingerprint:
             old = existing.get("fingerprint", {})
             changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
@@ -170,6 +179,12 @@ class MethodStore:
             payload = {"format": FORMAT, "weight": self.weight, "version": self.version,
                        "fingerprint": fingerprint, "info": dict(info)}
             atomic_write_text(self.sidecar, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+    def has_results(self) -> bool:
+        """Whether any pair was finished in this store (a record) or any dump of it exists."""
+        if self.dump_paths():
+            return True
+        return any(path.stat().st_size > 0 for path in self.root.glob("*/records-*.jsonl"))
 
     def delete(self) -> None:
         """Remove this method's store and its dump files."""

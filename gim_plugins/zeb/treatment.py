@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
+from gim_plugins.errors import InputError
+
 __all__ = ["GIM_TABLE", "RESCALE_RULES", "Treatment", "derived_treatment", "gim_treatment"]
 
 RESCALE_RULES = ("scale", "canvas")
@@ -73,7 +75,7 @@ def gim_treatment(cls: type[BaseMatcher], rescale: str | None = None) -> Treatme
         ValueError: ``rescale`` is not one of :data:`RESCALE_RULES`.
     """
     if rescale is not None and rescale not in RESCALE_RULES:
-        raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rescale!r}")
+        raise InputError(f"rescale must be one of {RESCALE_RULES}, got {rescale!r}")
     entry = GIM_TABLE.get(cls.name) if _is_registered(cls) else None
     treatment = entry or derived_treatment(cls)
     if rescale is not None:

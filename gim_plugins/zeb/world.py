@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gim_plugins.errors import InputError
+
 __all__ = ["World", "init_world", "parse_shard", "rank_device"]
 
 
@@ -26,7 +28,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         i, n = -1, 0
     if not sep or not 0 <= i < n:
-        raise ValueError(f"--shard expects i/n with 0 <= i < n (0-based), got {text!r}")
+        raise InputError(f"--shard expects i/n with 0 <= i < n (0-based), got {text!r}")
     return i, n
 
 
@@ -69,7 +71,7 @@ def init_world(shard: tuple[int, int] | None) -> World:
     if size <= 1:
         return World(*(shard or (0, 1)), distributed=False)
     if shard is not None:
-        raise ValueError("--shard and torchrun are alternatives: torchrun already splits the pairs over its ranks")
+        raise InputError("--shard and torchrun are alternatives: torchrun already splits the pairs over its ranks")
     import torch.distributed as dist
 
     owns = not dist.is_initialized()

@@ -149,3 +149,22 @@ def test_feature_colmap38_maps_our_database(tmp_path, dense_correspondences, sce
                     "--output_type", "TXT"], check=True, capture_output=True)
     model = read_text_model(out / "0")
     assert len(model.images) == len(dense_correspondences.names)
+
+
+def test_feature_set_camera_round_trip(db_path) -> None:
+    """Cameras read back as written; ``set_camera`` replaces parameters and prior flag, keeps model and size."""
+    with dbm.ColmapDatabase(db_path) as db:
+        first = db.add_camera("SIMPLE_RADIAL", 60, 40, [500.0, 30.0, 20.0, 0.0], prior_focal_length=True)
+        second = db.add_camera("PINHOLE", 80, 50, [90.0, 91.0, 40.0, 25.0])
+        db.set_camera(first, [72.0, 30.0, 20.0, 0.01], prior_focal_length=False)
+        cameras = db.cameras()
+        assert cameras.keys() == {first, second}
+        model, width, height, params, prior = cameras[first]
+        assert (model, width, height, prior) == (dbm.CAMERA_MODELS["SIMPLE_RADIAL"][0], 60, 40, False)
+        np.testing.assert_array_equal(params, [72.0, 30.0, 20.0, 0.01])
+        np.testing.assert_array_equal(cameras[second][3], [90.0, 91.0, 40.0, 25.0])
+        with pytest.raises(ValueError, match="takes 4 parameters, got 3"):
+            db.set_camera(second, [1.0, 2.0, 3.0], prior_focal_length=False)
+        with pytest.raises(KeyError, match="camera 99"):
+            db.set_camera(99, [1.0, 2.0, 3.0, 0.0], prior_focal_length=False)
+        np.testing.assert_array_equal(db.cameras()[second][3], [90.0, 91.0, 40.0, 25.0])  # unchanged

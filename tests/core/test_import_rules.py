@@ -5,8 +5,8 @@ core ← host adapters ← pipelines ← cli: a module may name modules of its o
 - core: ``types conf errors io geometry weights models registry matching features h5io viz datasets atomic
   _bootstrap _host_hooks`` (and the package ``__init__``); its modules may use each other.
 - host adapters: ``hloc_ext kornia_ext colmap_ext``; they never name each other.
-- pipelines: ``zeb reconstruct training app``; they may use any adapter, and no other pipeline except ``training`` →
-  ``zeb``.
+- pipelines: ``zeb reconstruct training app view`` (subpackages such as ``training.video`` belong to their unit);
+  they may use any adapter, and no other pipeline except ``training`` → ``zeb``.
 - cli: ``gim_plugins.cli`` and ``gim_plugins.__main__``; pipelines add subcommands through the entry-point group
   ``gim_plugins.cli`` and never import ``gim_plugins.cli``.
 - hloc only inside ``hloc_ext``; pycolmap only in ``colmap_ext/_pycolmap.py``; torchvision nowhere.
@@ -37,7 +37,7 @@ LAYERS = {
     "core": ("types", "conf", "errors", "io", "geometry", "weights", "models", "registry", "matching", "features",
              "h5io", "viz", "datasets", "atomic", "_bootstrap", "_host_hooks"),
     "adapter": ("hloc_ext", "kornia_ext", "colmap_ext"),
-    "pipeline": ("zeb", "reconstruct", "training", "app"),
+    "pipeline": ("zeb", "reconstruct", "training", "app", "view"),
     "cli": ("cli", "__main__"),
 }
 RANK = {layer: rank for rank, layer in enumerate(LAYERS)}
@@ -246,6 +246,14 @@ def test_cardinality_group_names_are_not_module_names():
     groups = {group for group, _, _ in ENTRY_POINTS if group.startswith("gim_plugins.")}
     assert groups - ENTRY_POINT_GROUPS == {"gim_plugins.cli"}
     assert not any(_module_exists(PACKAGE, group) or unit_of(group)[0] for group in ENTRY_POINT_GROUPS)
+
+
+def test_cardinality_every_subpackage_has_a_layer():
+    """A subpackage (``training/video/``) belongs to the layer of its top-level unit; none is outside the layers."""
+    packages = sorted({name for name, path in MODULES if path.name == "__init__.py" and "." in name})
+    assert "gim_plugins.training.video" in packages
+    assert {name: unit_of(name)[0] for name in packages if unit_of(name)[0] is None} == {}
+    assert unit_of("gim_plugins.training.video.propagate") == ("pipeline", "training")
 
 
 def test_cardinality_every_layer_is_in_the_architecture_doc():

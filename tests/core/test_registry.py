@@ -75,7 +75,7 @@ def test_exception_unknown_name_lists_registered():
 def test_exception_bad_module_path_and_non_matcher_class():
     with pytest.raises(MatcherLoadError):
         get_matcher_class("no_such_module_xyz:Thing")
-    with pytest.raises(TypeError, match="not a subclass"):
+    with pytest.raises(TypeError, match=r"not a matcher: .module:Class. must name a subclass"):
         get_matcher_class("collections:OrderedDict")
 
 

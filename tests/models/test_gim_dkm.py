@@ -185,7 +185,7 @@ def test_exception_unknown_and_invalid_options() -> None:
         GIMDKM({"num_sample": 10}, pretrained=False)
     with pytest.raises(ValueError, match="precision"):
         GIMDKM({"precision": "fp8"}, pretrained=False)
-    with pytest.raises(ValueError, match="h must be"):
+    with pytest.raises(ValueError, match="option 'h' of matcher 'gim_dkm' expects an integer >= 32"):
         GIMDKM({"h": 16}, pretrained=False)
 
 
@@ -370,7 +370,8 @@ def test_exception_image_too_small(tiny: GIMDKM) -> None:
 
 def test_exception_image_too_large() -> None:
     matcher = GIMDKM({**TINY, "max_image_pixels": 10_000}, pretrained=False)
-    with pytest.raises(ValueError, match="exceeds gim_dkm's max_image_pixels"):
+    with pytest.raises(ValueError, match=r"100×120 px \(0.0 MP\) is larger than the 10000 px matcher 'gim_dkm' "
+                                         r"accepts \(max_image_pixels\)"):
         matcher.match(np.zeros((120, 100, 3), np.uint8), np.zeros((64, 64, 3), np.uint8))
 
 

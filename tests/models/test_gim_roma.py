@@ -309,7 +309,7 @@ def test_exception_image_too_small(tiny: GIMRoMa) -> None:
 
 def test_exception_image_too_large(tiny: GIMRoMa, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tiny, "conf", merge_conf(to_plain(tiny.conf), {"max_image_pixels": 10_000}, owner="test"))
-    with pytest.raises(ValueError, match="exceeds gim_roma's max_image_pixels"):
+    with pytest.raises(ValueError, match="is larger than the 10000 px matcher 'gim_roma' accepts"):
         tiny.match(np.zeros((120, 100, 3), np.uint8), np.zeros((64, 64, 3), np.uint8))
 
 

@@ -125,7 +125,7 @@ def check_video_id(vid: str) -> str:
     return vid
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class LabelFolder:
     """One label folder ``pseudo/WALK {METHOD} [R] {T|F} [S] {skip:2}`` (a labeller × zoom flag × pair spacing)."""
 
@@ -146,7 +146,7 @@ class LabelFolder:
         return cls(found["method"], found["zoom"] == "T", int(found["skip"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class VideoFolder:
     """The per-video folder inside a label folder: ``{vid} WH {w:4} {h:4} RG {start:4} {end:4} SP {skip} {len}``.
 
@@ -212,10 +212,13 @@ def ppid(methods: list[str] | tuple[str, ...], skips: list[int] | tuple[int, ...
 
 @dataclass(frozen=True)
 class VideoPaths:
-    """What a step's ``main(conf, paths)`` works on: the layout root and which videos (``None``: all present)."""
+    """What a step's ``main(conf, paths)`` works on: the layout root, which videos (ids; ``None``: every video
+    present) and, for the decode step, the source files."""
 
     root: Path
     videos: tuple[str, ...] | None = None
+    sources: tuple[Path, ...] = ()
+    """Video files, folders or list files (the decode step's input; later steps use ``videos``)."""
 
     @property
     def layout(self) -> Layout:

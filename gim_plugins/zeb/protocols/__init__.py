@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from gim_plugins.zeb.dataset import Pair, Subset, ZebImage
     from gim_plugins.zeb.treatment import Treatment
 
+from gim_plugins.errors import InputError
+
 __all__ = ["DEFAULT", "NAMES", "Protocol", "all_protocols", "for_version", "get_protocol"]
 
 _MODULES = {"gim": "gim_plugins.zeb.protocols.gim", "gluefactory": "gim_plugins.zeb.protocols.gluefactory"}
@@ -117,7 +119,7 @@ class Protocol(ABC):
         """
         owner = for_version(version)
         if owner is not self and owner.version_suffix:
-            raise ValueError(f"the version suffix {owner.version_suffix!r} is reserved for --protocol {owner.name}")
+            raise InputError(f"the version suffix {owner.version_suffix!r} is reserved for --protocol {owner.name}")
         return version if version.endswith(self.version_suffix) else version + self.version_suffix
 
     def label(self, scene: str) -> str:
@@ -135,7 +137,7 @@ def get_protocol(name: str) -> Protocol:
         ValueError: unknown name (the message lists the known ones).
     """
     if name not in _MODULES:
-        raise ValueError(f"protocol must be one of {NAMES}, got {name!r}")
+        raise InputError(f"protocol must be one of {NAMES}, got {name!r}")
     return _load(name)
 
 

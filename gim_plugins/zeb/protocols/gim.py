@@ -32,13 +32,15 @@ from gim_plugins.zeb.treatment import RESCALE_RULES, Treatment, gim_treatment
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
+from gim_plugins.errors import InputError
+
 __all__ = ["PROTOCOL", "GIMProtocol", "load_image", "prepare_image", "select_pairs", "to_gim_coordinates"]
 
 
 def select_pairs(pairs: Sequence[Pair], max_pairs: int | None) -> list[Pair]:
     """The first ``max_pairs`` pairs in GIM's order (all when ``None``)."""
     if max_pairs is not None and max_pairs < 1:
-        raise ValueError(f"max_pairs must be positive, got {max_pairs}")
+        raise InputError(f"max_pairs must be positive, got {max_pairs}")
     return list(pairs if max_pairs is None else pairs[:max_pairs])
 
 
@@ -66,7 +68,7 @@ def prepare_image(image: np.ndarray, subset: Subset) -> ZebImage:
     scale = np.array([width / w_new, height / h_new], dtype=np.float32)
     if canvas is not None:
         if h_new > canvas[0] or w_new > canvas[1]:
-            raise ValueError(f"{subset.key}: a {width}×{height} image resized to {w_new}×{h_new} does not fit GIM's "
+            raise InputError(f"{subset.key}: a {width}×{height} image resized to {w_new}×{h_new} does not fit GIM's "
                              f"{canvas[1]}×{canvas[0]} canvas (the subset's images are {subset.pad_aspect}:1)")
         padded = np.zeros((*canvas, 3), dtype=resized.dtype)
         padded[:h_new, :w_new] = resized
@@ -90,7 +92,7 @@ def to_gim_coordinates(keypoints: np.ndarray, image: ZebImage, offset: float, ru
         (height, width), (canvas_h, canvas_w) = image.original_size, image.canvas_size
         factor = np.array([width / canvas_w, height / canvas_h], dtype=np.float32)
     else:
-        raise ValueError(f"rescale rule must be one of {RESCALE_RULES}, got {rule!r}")
+        raise InputError(f"rescale rule must be one of {RESCALE_RULES}, got {rule!r}")
     return points * factor
 
 
@@ -103,7 +105,7 @@ class GIMProtocol(Protocol):
 
     def check_options(self, rescale: str | None) -> None:
         if rescale is not None and rescale not in RESCALE_RULES:
-            raise ValueError(f"rescale must be one of {RESCALE_RULES}, got {rescale!r}")
+            raise InputError(f"rescale must be one of {RESCALE_RULES}, got {rescale!r}")
 
     def treatment(self, cls: type[BaseMatcher], rescale: str | None) -> Treatment:
         return gim_treatment(cls, rescale)

@@ -36,6 +36,8 @@ from gim_plugins.zeb.treatment import Treatment
 if TYPE_CHECKING:
     from gim_plugins.models.base import BaseMatcher
 
+from gim_plugins.errors import InputError
+
 __all__ = [
     "GLUEFACTORY_MAX_PER_SCENE",
     "GLUEFACTORY_RESIZE",
@@ -85,7 +87,7 @@ def select_pairs_gluefactory(pairs: Sequence[Pair], seed: int,
     nothing in the metrics).
     """
     if max_per_scene < 1:
-        raise ValueError(f"max_per_scene must be positive, got {max_per_scene}")
+        raise InputError(f"max_per_scene must be positive, got {max_per_scene}")
     ordered = sorted(pairs, key=lambda pair: Path(pair.file).stem)
     if len(ordered) <= max_per_scene:
         return ordered
@@ -154,7 +156,7 @@ class GlueFactoryProtocol(Protocol):
 
     def check_options(self, rescale: str | None) -> None:
         if rescale is not None:
-            raise ValueError("--rescale applies to GIM's protocol only (glue-factory keeps keypoints in the resized "
+            raise InputError("--rescale applies to GIM's protocol only (glue-factory keeps keypoints in the resized "
                              "image)")
 
     def treatment(self, cls: type[BaseMatcher], rescale: str | None) -> Treatment:
