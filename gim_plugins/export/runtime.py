@@ -25,19 +25,30 @@ from gim_plugins.models.aliked_lightglue import ALIKEDLightGlue
 from gim_plugins.models.gim_lightglue import GIMLightGlue
 from gim_plugins.models.gim_loftr import GIMLoFTR
 
-__all__ = ["BACKENDS", "OnnxALIKEDLightGlue", "OnnxGIMLightGlue", "OnnxGIMLoFTR", "create_session",
-           "load_onnx_matcher"]
+__all__ = ["BACKENDS", "OnnxALIKEDLightGlue", "OnnxBackendError", "OnnxGIMLightGlue", "OnnxGIMLoFTR",
+           "create_session", "load_onnx_matcher"]
 
 
-def create_session(path: str | os.PathLike[str], device: str | torch.device = "cpu",
-                   threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` for one graph (see the module docstring for its settings)."""
+class OnnxBackendError(ValueError, UserError):
+    """A bad request for the onnxruntime backend (no export directory, a matcher without a backend)."""
+
+
+def create_session(path: str | os.PathLike[str], device: str | torch.device = "cpu", threads: int | None = None,
+                   level: str = "all") -> Any:
+    """An ``onnxruntime.InferenceSession`` for one graph (see the module docstring for its settings).
+
+    ``level``: ONNX Runtime's graph optimisation level, ``"all"`` (default), ``"extended"``, ``"basic"`` or
+    ``"disable"``.
+    """
     try:
         import onnxruntime as ort
     except ImportError as exc:
         raise UserError("the onnxruntime backend needs the onnx extra: pip install 'gim-plugins[onnx]'") from exc
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    level_enum = ort.GraphOptimizationLevel
+    levels = {"all": level_enum.ORT_ENABLE_ALL, "extended": level_enum.ORT_ENABLE_EXTENDED,
+              "basic": level_enum.ORT_ENABLE_BASIC, "disable": level_enum.ORT_DISABLE_ALL}
+    options.graph_optimization_level = levels[level]
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -183,15 +194,17 @@ def load_onnx_matcher(name: str, onnx: str | os.PathLike[str] | None, device: st
 
     Raises:
         ManifestError: no export there, another matcher's, another manifest version, or changed graph files.
-        UserError: no ``onnx`` directory given, an option that differs from the export, or onnxruntime missing.
+        OnnxBackendError: no ``onnx`` directory given, or a matcher without an onnxruntime backend.
+        ConfError: an option that differs from the export.
+        UserError: onnxruntime is not installed, or cannot load a graph.
     """
     from gim_plugins.conf import ConfError
     from gim_plugins.export.manifest import read_manifest
 
     if onnx is None:
-        raise UserError("backend='onnxruntime' needs onnx=DIR, a directory written by gim export onnx")
+        raise OnnxBackendError("backend='onnxruntime' needs onnx=DIR, a directory written by gim export onnx")
     if name not in BACKENDS:
-        raise UserError(f"{name!r} has no onnxruntime backend; available: {', '.join(sorted(BACKENDS))}")
+        raise OnnxBackendError(f"{name!r} has no onnxruntime backend; available: {', '.join(sorted(BACKENDS))}")
     directory = Path(onnx)
     manifest = read_manifest(directory, name)
     cls = BACKENDS[name]
