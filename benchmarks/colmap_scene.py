@@ -44,7 +44,7 @@ def _accuracy(model_dir: Path, images: Path) -> dict[str, float]:
 
 
 def run_gim(args: argparse.Namespace) -> dict[str, object]:
-    from gim_plugins.colmap_ext import reconstruct
+    from gim_plugins import reconstruct
 
     conf = {"matcher": args.matcher, "pairs": args.pairs, "engine": args.engine, "progress": False,
             "matcher_conf": {"max_keypoints": args.max_keypoints} if args.max_keypoints else {}}
@@ -68,8 +68,8 @@ def run_sift(args: argparse.Namespace) -> dict[str, object]:
     """pycolmap's SIFT extraction, exhaustive SIFT matching + verification, incremental mapping (CPU)."""
     import pycolmap
 
-    from gim_plugins.colmap_ext.pairs import list_images, make_pairs
     from gim_plugins.h5io import write_pairs
+    from gim_plugins.reconstruct.pairs import list_images, make_pairs
 
     names = list_images(args.images)
     out = Path(args.out)

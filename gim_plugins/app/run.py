@@ -100,7 +100,7 @@ def run_match(
     Raises:
         UserError: bad options or inputs, missing weights (``FileNotFoundError`` naming the ``gim weights`` command).
     """
-    from gim_plugins.io import read_image, resize_max_side, scale_keypoints, to_image_tensor
+    from gim_plugins.io import read_image, resize_max_side, to_image_tensor
     from gim_plugins.viz import draw_matches, draw_warp
 
     cls = get_matcher_class(matcher)
@@ -130,9 +130,11 @@ def run_match(
     timing["match"] = time.perf_counter() - start
     k0_small, k1_small, confidence = (a.copy() for a in result.numpy())
     resized = scales != ((1.0, 1.0), (1.0, 1.0))
-    # unscaled keypoints stay bit-identical to the matcher's (as in `gim match` without --max-size)
-    k0 = scale_keypoints(result.keypoints0, scales[0]).numpy() if resized else k0_small
-    k1 = scale_keypoints(result.keypoints1, scales[1]).numpy() if resized else k1_small
+    # mapped back exactly as match_pair(max_size=) does; unscaled keypoints stay bit-identical to the matcher's
+    if resized:
+        k0, k1, _ = result.rescaled(scales[0], scales[1], tuple(full[0].shape[-2:]), tuple(full[1].shape[-2:])).numpy()
+    else:
+        k0, k1 = k0_small, k1_small
 
     from gim_plugins.geometry import estimate_fundamental, estimate_homography
 

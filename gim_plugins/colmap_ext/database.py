@@ -4,16 +4,17 @@ Why not pycolmap's ``Database`` for the writes: its ``DatabaseTransaction`` comm
 on an exception, so an interrupted import leaves a half-written database. Here the schema is created by the
 installed pycolmap (or ``colmap database_creator``), and the rows are written with the standard library's
 ``sqlite3`` in ``BEGIN IMMEDIATE … COMMIT`` transactions that roll back on any error: a database is either unchanged
-or fully updated. The blob layouts follow COLMAP (hosts.md §3.2):
+or fully updated. The blob layouts follow COLMAP:
 
 * ``keypoints``: float32 (N, 2) row-major, **COLMAP's pixel convention** (corner at 0: package keypoints + 0.5).
 * ``matches`` / ``two_view_geometries.data``: uint32 (K, 2) keypoint row indices; ``pair_id = 2147483647·min + max``
   with the columns swapped when the pair is stored the other way round.
 * ``cameras.params``: float64; model ids ≤ 10 (the models COLMAP 3.8 knows).
 
-Cross-version rule (hosts.md §3.3): a pycolmap-4.x database lacks the seven ``images.prior_*`` columns that
-COLMAP 3.8 prepares statements for; :func:`ensure_colmap38_columns` adds them (nullable), after which 3.8 opens the
-file and pycolmap 4.x still reads it.
+Cross-version rule: a fresh pycolmap-4.x database lacks the seven ``images.prior_*`` columns that COLMAP 3.8
+prepares statements for, so 3.8 refuses to open it ("SQL logic error"); :func:`ensure_colmap38_columns` adds them
+(nullable), after which 3.8 opens the file and pycolmap 4.x still reads it. (pycolmap 4.x opens a 3.8 database
+too, but migrates it in place.)
 """
 
 from __future__ import annotations

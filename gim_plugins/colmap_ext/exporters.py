@@ -88,7 +88,7 @@ def export_colmap_text(correspondences: Correspondences, out: str | os.PathLike[
 
 def export_hloc_h5(correspondences: Correspondences, out: str | os.PathLike[str], *,
                    dense: bool | None = None) -> Path:
-    """hloc's ``features.h5`` and ``matches.h5`` in ``out`` (hosts.md §1.5); returns ``out``.
+    """hloc's ``features.h5`` and ``matches.h5`` in ``out`` (layouts: :mod:`gim_plugins.h5io`); returns ``out``.
 
     Sparse correspondences use hloc's ``extract_features`` / ``match_features`` layout (``image_size``, int16
     ``matches0``) but keep float32 keypoints: hloc's float16 (``as_half``) quantises coordinates above 512 px to

@@ -1,4 +1,4 @@
-"""Files for ``colmap feature_importer`` and ``colmap matches_importer`` (hosts.md §3.1).
+"""Files for ``colmap feature_importer`` and ``colmap matches_importer`` (checked against COLMAP 3.8).
 
 * Keypoints: one ``<image name>.txt`` per image (subfolders mirrored), first line ``N 128``, then
   ``X Y SCALE ORIENTATION`` and 128 descriptor values per keypoint. GIM matches carry no SIFT descriptors, so the

@@ -53,7 +53,13 @@ class BaseMatcher(nn.Module):
     is_sparse: ClassVar[bool] = False
     gim_keypoint_offset: ClassVar[float] = 0.0
     """What to add to this matcher's keypoints to get the coordinates GIM's original code reports (0.5 for DKM,
-    RoMa and GIM's SuperPoint, which use the corner convention). Only protocol reproductions (ZEB) use it."""
+    RoMa, LoFTR and GIM's SuperPoint, which use the corner convention); dense-warp matchers subtract it from the
+    original's coordinates themselves."""
+    normalised_output: ClassVar[bool] = False
+    """Whether the original implementation reports matches as coordinates normalised to [-1, 1] over the whole image
+    it was given (a dense warp) rather than in pixels."""
+    accepts_masks: ClassVar[bool] = False
+    """Whether ``match`` takes validity masks ``mask0=``/``mask1=`` (``H×W`` bool, True = usable pixel)."""
 
     def __init__(
         self,

@@ -76,6 +76,7 @@ class WarpSamplingMatcher(BaseMatcher):
     """
 
     gim_keypoint_offset: ClassVar[float] = 0.5
+    normalised_output: ClassVar[bool] = True  # the warp of GIM's ``model.match`` is in [-1, 1] over the input
     kde_dtype: ClassVar[torch.dtype | None] = None
     """dtype of the sampling KDE (``None``: the warp's); GIM's RoMa computes it in float16."""
 

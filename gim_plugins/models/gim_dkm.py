@@ -79,8 +79,6 @@ class GIMDKM(WarpSamplingMatcher):
     weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME,)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
-    zeb_rescale: ClassVar[str] = "canvas"
-    """GIM's ZEB maps DKM's normalised coordinates over the whole input canvas to the original size (see zeb)."""
 
     def _init(self, conf: Conf) -> None:
         for key in ("h", "w"):

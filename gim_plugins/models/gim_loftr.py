@@ -70,9 +70,7 @@ class GIMLoFTR(BaseMatcher):
     weight_names: ClassVar[tuple[str, ...]] = ("gim_loftr_50h",)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
-    # GIM's ZEB hands LoFTR the 1/8-resolution validity mask of the padded ETH3D/KITTI canvases (bottom-right padded);
-    # the ZEB runner passes ``match(mask0=, mask1=)`` to matchers that declare this.
-    zeb_padding_mask: ClassVar[bool] = True
+    accepts_masks: ClassVar[bool] = True  # match(mask0=, mask1=): see the module docstring
 
     def _init(self, conf: Conf) -> None:
         from gim_plugins.models._arch.loftr import COARSE_STRIDE, MAX_COARSE_CELLS, GIMLoFTRNetwork

@@ -80,8 +80,6 @@ class GIMRoMa(WarpSamplingMatcher):
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
     kde_dtype: ClassVar[torch.dtype | None] = torch.float16  # GIM's RoMa samples with a half-precision KDE
-    zeb_rescale: ClassVar[str] = "canvas"
-    """GIM's ZEB maps RoMa's normalised coordinates over the whole input canvas to the original size (see zeb)."""
 
     def _init(self, conf: Conf) -> None:
         for key in ("h", "w"):

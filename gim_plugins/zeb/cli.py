@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
+    from gim_plugins.zeb.protocols import DEFAULT, NAMES
+    from gim_plugins.zeb.treatment import RESCALE_RULES
+
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
     sub = parser.add_subparsers(dest="zeb_command", metavar="SUBCOMMAND")
 
@@ -51,9 +54,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
                      help="only the first N pairs of each subset (gluefactory: pairs drawn per subset, default 200)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK)")
     run.add_argument("--version", default=None, help="version token of the dump names (default from the weights)")
-    run.add_argument("--rescale", choices=("scale", "canvas"), default=None,
+    run.add_argument("--rescale", choices=RESCALE_RULES, default=None,
                      help="keypoint mapping back to the original image (default: the matcher's GIM rule)")
-    run.add_argument("--protocol", choices=("gim", "gluefactory"), default="gim",
+    run.add_argument("--protocol", choices=NAMES, default=DEFAULT,
                      help="gim: GIM's ZEB protocol (default); gluefactory: cvg/glue-factory's (≤200 pairs per subset, "
                           "long side 1024 px, RANSAC 1.0 px; dumps get the version suffix +gluefactory; numbers not "
                           "comparable with GIM's)")
@@ -88,7 +91,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from gim_plugins.conf import parse_conf
-    from gim_plugins.zeb.runner import RunConfig, parse_shard, run
+    from gim_plugins.zeb.runner import RunConfig, run
+    from gim_plugins.zeb.world import parse_shard
 
     config = RunConfig(
         matcher=args.matcher, weights=args.weights, preset=args.preset, conf=parse_conf(args.conf),

@@ -1,6 +1,6 @@
-"""ZEB on disk: the 12 subsets, the 38-token pair files, identifiers and GIM's per-subset image handling.
+"""ZEB on disk: the 12 subsets, the 38-token pair files, identifiers and image files.
 
-Layout (``gim-spec.md`` §10.1, what GIM's loaders and glue-factory's read)::
+Layout (GIM's official one, which GIM's loaders and glue-factory's read)::
 
     ZEB_DIR/
       gl3d/  blendedmvs/  eth3di/  eth3do/  kitti/  robotcarweather/  robotcarseason/  robotcarnight/
@@ -14,8 +14,10 @@ covisible0 covisible1 K0(9) K1(9) T_0to1(16)``, row-major; ``T_0to1`` maps camer
 glue-factory's 3×4 ``T_0to1`` (34 tokens) is accepted too.
 
 Everything here reproduces GIM's loaders (``datasets/*/*.py`` of the original code) on purpose, including what is
-odd about them: the image names some subsets strip of an extension and the extension they then report, the
-``float32`` parsing of ``K`` and ``T``, and the bottom-right padding of ETH3D and KITTI (no ÷8 flooring there).
+odd about them: the image names some subsets strip of an extension and the extension they then report, and the
+``float32`` parsing of ``K`` and ``T``. Each :class:`Subset` also records how GIM's protocol sizes its images (the
+resize limit and ETH3D/KITTI's padded canvas); how an image is prepared is the protocol's business
+(:mod:`gim_plugins.zeb.protocols`), and :class:`ZebImage` is what every protocol prepares.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ __all__ = [
     "find_subsets",
     "get_subset",
     "image_index",
-    "load_image",
     "load_pairs",
-    "prepare_image_gluefactory",
+    "read_color",
     "read_pair_file",
-    "select_pairs_gluefactory",
+    "resolve_image",
+    "subset_dir",
 ]
 
 DIVISOR = 8
@@ -107,7 +109,7 @@ OFFICIAL_SUBSETS: tuple[Subset, ...] = (
     Subset("ICLNUIM", "iclnuim", "ICL-NUIM", "ICL", "-", name_format="{}.jpg"),
     Subset("GTASfM", "gtasfm", "GTA-SfM", "GTA", "-"),
 )
-"""GIM's 12 subsets in the README's column order (``gim-spec.md`` §10.4)."""
+"""GIM's 12 subsets in the column order of GIM's README and result tables."""
 
 MINI_SUBSETS: tuple[Subset, ...] = (
     Subset("MiniScene", "miniscene", "MiniScene", "SCN", "-", official=False),
@@ -290,11 +292,11 @@ def resolve_image(index: dict[str, Path], directory: Path, stem: str) -> Path:
 
 @dataclass(frozen=True)
 class ZebImage:
-    """An image prepared as GIM prepares it for ZEB.
+    """An image prepared by a ZEB protocol for the matcher.
 
     Attributes:
         image: ``(H', W', 3)`` RGB, what the matcher gets: uint8 for GIM's protocol (resized, floored to ÷8 or
-            padded), float32 in [0, 1] for glue-factory's (:func:`prepare_image_gluefactory`).
+            padded), float32 in [0, 1] for glue-factory's (:mod:`gim_plugins.zeb.protocols`).
         original_size: ``(H, W)`` of the file.
         resized_size: ``(h, w)`` after resizing, before padding (GIM's ``resize``).
         scale: ``[w / w_new, h / h_new]`` as float32 (GIM's ``scale``): resized → original pixels by multiplication.
@@ -322,7 +324,12 @@ class ZebImage:
         return mask
 
 
-def _read_color(path: Path) -> np.ndarray:
+def read_color(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB, as ``cv2.imread(path, IMREAD_COLOR)`` then BGR → RGB.
+
+    Raises:
+        ValueError: the file does not decode as an image.
+    """
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
@@ -330,139 +337,6 @@ def _read_color(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot decode {path} as an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _resized_wh(width: int, height: int, max_size: int) -> tuple[int, int]:
-    if max(width, height) <= max_size:
-        return width, height
-    factor = max_size / max(height, width)
-    return round(width * factor), round(height * factor)
-
-
-def prepare_image(image: np.ndarray, subset: Subset) -> ZebImage:
-    """Resize (and pad) an ``(H, W, 3)`` uint8 RGB image exactly as GIM's ``read_images`` for ``subset``.
-
-    Raises:
-        ValueError: an ETH3D/KITTI image that does not fit the padded canvas after resizing (GIM would crash).
-    """
-    import cv2
-
-    height, width = image.shape[:2]
-    w_new, h_new = _resized_wh(width, height, subset.max_size)
-    canvas = subset.canvas_size
-    if canvas is None:
-        w_new, h_new = max(w_new // DIVISOR, 1) * DIVISOR, max(h_new // DIVISOR, 1) * DIVISOR
-    resized = cv2.resize(image, (w_new, h_new))  # bilinear, also when the size is unchanged (a copy), as GIM
-    scale = np.array([width / w_new, height / h_new], dtype=np.float32)
-    if canvas is not None:
-        if h_new > canvas[0] or w_new > canvas[1]:
-            raise ValueError(f"{subset.key}: a {width}×{height} image resized to {w_new}×{h_new} does not fit GIM's "
-                             f"{canvas[1]}×{canvas[0]} canvas (the subset's images are {subset.pad_aspect}:1)")
-        padded = np.zeros((*canvas, 3), dtype=resized.dtype)
-        padded[:h_new, :w_new] = resized
-        resized = padded
-    return ZebImage(np.ascontiguousarray(resized), (height, width), (h_new, w_new), scale)
-
-
-def load_image(path: str | os.PathLike[str], subset: Subset) -> ZebImage:
-    """Read an image file (``cv2.IMREAD_COLOR`` → RGB, as GIM) and prepare it for ``subset``."""
-    return prepare_image(_read_color(Path(path)), subset)
-
-
-# ------------------------------------------------------------------------------------ glue-factory's protocol
-#
-# What cvg/glue-factory's ZEB evaluation (``gluefactory/eval/zeb.py`` with ``gluefactory/datasets/zeb.py`` and
-# ``ImagePreprocessor`` of ``gluefactory/utils/image.py``, commit 2d17e3b) does differently from GIM when it reads the
-# benchmark. Reproduced from reading that code; see docs/zeb.md.
-
-GLUEFACTORY_MAX_PER_SCENE = 200
-"""glue-factory's ``max_per_scene``: at most this many pair files per subset folder."""
-
-GLUEFACTORY_RESIZE = 1024
-"""glue-factory's ``preprocessing.resize`` with ``side="long"``: every image's long side becomes this (also when it
-was shorter: images are upsampled too)."""
-
-
-def gluefactory_seed(root: str | os.PathLike[str], subset: Subset) -> int:
-    """The ``RandomState`` seed glue-factory uses for a subset folder: its position in the sorted names of everything
-    in the ZEB folder (``enumerate(sorted(root.glob("*")))`` with the default ``scene_list=None``), so it depends on
-    which folders (and files) sit next to it.
-
-    Raises:
-        FileNotFoundError: the subset folder is not in ``root``.
-    """
-    names = sorted(os.listdir(root))
-    if subset.folder not in names:
-        raise FileNotFoundError(f"ZEB subset folder not found: {Path(root) / subset.folder}")
-    return names.index(subset.folder)
-
-
-def select_pairs_gluefactory(pairs: Sequence[Pair], seed: int,
-                             max_per_scene: int = GLUEFACTORY_MAX_PER_SCENE) -> list[Pair]:
-    """glue-factory's subsampling of one subset: with more than ``max_per_scene`` pair files, sort them by file stem
-    and draw ``max_per_scene`` without replacement with ``np.random.RandomState(seed).choice`` (the draw's order is
-    kept); otherwise all of them (sorted by stem here; glue-factory keeps the file system's order, which changes
-    nothing in the metrics).
-    """
-    if max_per_scene < 1:
-        raise ValueError(f"max_per_scene must be positive, got {max_per_scene}")
-    ordered = sorted(pairs, key=lambda pair: Path(pair.file).stem)
-    if len(ordered) <= max_per_scene:
-        return ordered
-    # choice over a list draws indices exactly as choice(len(list)): permutation(n)[:k] of the legacy generator
-    chosen = np.random.RandomState(seed).choice(len(ordered), max_per_scene, replace=False)
-    return [ordered[int(i)] for i in chosen]
-
-
-def gluefactory_size(height: int, width: int, side: int = GLUEFACTORY_RESIZE) -> tuple[int, int]:
-    """``(h, w)`` after glue-factory's ``ImagePreprocessor.get_new_image_size`` with ``side="long"``: the long side
-    becomes ``side`` and the other ``int(...)``-truncates (a square image counts as landscape); no ÷8 rounding."""
-    aspect = width / height
-    if aspect < 1.0:
-        return side, int(side * aspect)
-    return int(side / aspect), side
-
-
-def prepare_image_gluefactory(image: np.ndarray, side: int = GLUEFACTORY_RESIZE) -> ZebImage:
-    """Resize an ``(H, W, 3)`` uint8 RGB image as glue-factory's ZEB loader: ``/ 255`` to float32, then
-    ``kornia.geometry.transform.resize`` (bilinear, ``antialias=True``, ``align_corners=None``) to
-    :func:`gluefactory_size`. The result keeps float32 values (no re-quantisation to uint8), clipped to [0, 1] against
-    rounding at the borders of the range. ``scale`` is GIM's ``[W / w, H / h]``; glue-factory's own scales are its
-    inverse ``[w / W, h / H]`` (float32), by which it multiplies ``fx, fy, cx, cy`` (:func:`gluefactory_camera`).
-    """
-    import torch
-    from kornia.geometry.transform import resize
-
-    height, width = image.shape[:2]
-    size = gluefactory_size(height, width, side)
-    tensor = torch.tensor(np.ascontiguousarray(image).transpose(2, 0, 1) / 255.0, dtype=torch.float)
-    resized = resize(tensor, size, interpolation="bilinear", align_corners=None, side="long", antialias=True)
-    array = resized.clamp(0.0, 1.0).permute(1, 2, 0).contiguous().numpy()
-    scale = np.array([width / size[1], height / size[0]], dtype=np.float32)
-    return ZebImage(array, (height, width), size, scale)
-
-
-def gluefactory_camera(K: np.ndarray, image: ZebImage) -> np.ndarray:
-    """``K`` of the resized image as glue-factory's ``Camera.scale``: ``fx, cx`` times ``w / W`` and ``fy, cy`` times
-    ``h / H`` (float32; no half-pixel shift of the principal point)."""
-    (height, width), (h_new, w_new) = image.original_size, image.resized_size
-    scales = np.array([w_new / width, h_new / height], dtype=np.float32)
-    scaled = np.asarray(K, dtype=np.float32).copy()
-    scaled[0, [0, 2]] *= scales[0]
-    scaled[1, [1, 2]] *= scales[1]
-    return scaled
-
-
-def load_image_gluefactory(path: str | os.PathLike[str], side: int = GLUEFACTORY_RESIZE) -> ZebImage:
-    """Read an image file (``cv2.IMREAD_COLOR`` → RGB, as glue-factory's ``read_image``) and resize it."""
-    return prepare_image_gluefactory(_read_color(Path(path)), side)
-
-
-def select_pairs(pairs: Sequence[Pair], max_pairs: int | None) -> list[Pair]:
-    """The first ``max_pairs`` pairs in GIM's order (all when ``None``)."""
-    if max_pairs is not None and max_pairs < 1:
-        raise ValueError(f"max_pairs must be positive, got {max_pairs}")
-    return list(pairs if max_pairs is None else pairs[:max_pairs])
 
 
 def scenes(pairs: Iterable[Pair]) -> list[str]:

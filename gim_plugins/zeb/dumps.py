@@ -2,7 +2,7 @@
 
 Name: ``[T] {weight} {scene:>15} {version}.txt`` (scene right-aligned in 15 characters), e.g.
 ``[T] gim_dkm            GL3D 100h.txt``. First line: the header :data:`HEADER`; then one whitespace-separated row
-per pair, sorted by identifier, each identifier once (``gim-spec.md`` §10.10)::
+per pair, sorted by identifier, each identifier once (what GIM's evaluation writes and its ``analysis.py`` reads)::
 
     identifiers covisible0 covisible1 R_errs t_errs t_errs2 Bef.Prec Bef.Num Aft.Prec Aft.Num
 
@@ -10,10 +10,10 @@ Floats are written as Python's shortest round-trip ``repr`` (what GIM's f-string
 floats; failures are the literal ``inf``), counts as integers. GIM's own ``analysis.py`` and ``check.py`` read these
 files, and :func:`read_dump` reads GIM's committed dumps.
 
-Runs with glue-factory's protocol (``run --protocol gluefactory``) write the same columns, but their version token
-always ends in :data:`GLUEFACTORY_SUFFIX` (``[T] root_sift MiniHomography vanilla+gluefactory.txt``), so they are
-another method for every tool, never the same file or store as a GIM-protocol run, and ``report`` / ``check`` keep
-them apart (:func:`version_protocol`).
+Runs with another protocol than GIM's write the same columns, but their version token always ends in that protocol's
+suffix (``[T] root_sift MiniHomography vanilla+gluefactory.txt``), so they are another method for every tool, never
+the same file or store as a GIM-protocol run; ``report`` and ``check`` tell them apart by that suffix
+(:func:`gim_plugins.zeb.protocols.for_version`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from gim_plugins.atomic import atomic_write_text
 from gim_plugins.zeb.metrics import PairMetrics
 
 __all__ = [
-    "GLUEFACTORY_SUFFIX",
     "HEADER",
     "DumpName",
     "DumpRow",
@@ -38,22 +37,12 @@ __all__ = [
     "parse_dump_name",
     "read_dump",
     "unique_rows",
-    "version_protocol",
     "write_dump",
 ]
 
 HEADER = "identifiers covisible0 covisible1 R_errs t_errs t_errs2 Bef.Prec Bef.Num Aft.Prec Aft.Num"
 COLUMNS = tuple(HEADER.split())
 _TOKEN = re.compile(r"^\S+$")
-
-GLUEFACTORY_SUFFIX = "+gluefactory"
-"""The version-token suffix of dumps produced with glue-factory's protocol."""
-
-
-def version_protocol(version: str) -> str:
-    """``"gluefactory"`` for a version token with :data:`GLUEFACTORY_SUFFIX`, else ``"gim"``."""
-    return "gluefactory" if version.endswith(GLUEFACTORY_SUFFIX) else "gim"
-
 
 def _check_token(value: str, what: str) -> str:
     if not _TOKEN.match(value):

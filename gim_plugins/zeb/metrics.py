@@ -2,7 +2,7 @@
 
 Pure numpy + OpenCV, constant for constant as GIM's ``tools/metrics.py`` (``compute_pose_errors``,
 ``estimate_pose``, ``relative_pose_error``, ``symmetric_epipolar_distance``), ``trainer/lightning.py``
-(``test_epoch_end``: the per-pair columns) and ``analysis.py`` (``error_auc``), see ``gim-spec.md`` §10.8–10.9:
+(``test_epoch_end``: the per-pair columns) and ``analysis.py`` (``error_auc``) of the original code:
 
 * Pose: fewer than 5 matches fail. Keypoints are normalised with each image's ``K`` (``(x − c) / f``), the RANSAC
   threshold is ``0.5 / mean(fx0, fy1, fx0, fy1)``, ``cv2.findEssentialMat(..., np.eye(3), RANSAC, prob=0.99999)``;

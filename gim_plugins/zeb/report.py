@@ -8,10 +8,11 @@ pose error is ``max(R_err, t_err)`` with failures at 180°, and the AUC is ``ana
 :mod:`.runner`, its cost — pairs per second, match time and peak memory — comes from the run store next to the
 dumps.
 
-Methods run with glue-factory's protocol (version suffix ``+gluefactory``, :func:`~gim_plugins.zeb.dumps.
-version_protocol`) are kept out of the GIM tables: they get their own tables, with glue-factory's AUC (rounded to 4
-decimals) per subset, the unweighted mean, and glue-factory's own summary number, the AUC pooled over all pairs of
-all subsets present ("All pairs"). ``check`` compares identifiers within each protocol only.
+Each method belongs to the protocol named by its version suffix (:func:`gim_plugins.zeb.protocols.for_version`), and
+each protocol gets its own tables, in the protocols' order, with that protocol's AUC rounding: methods run with
+glue-factory's protocol (``+gluefactory``) are kept out of the GIM tables, and their tables add glue-factory's own
+summary number, the AUC pooled over all pairs of all subsets present ("All pairs"). ``check`` compares identifiers
+within each protocol only.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import numpy as np
 
 from gim_plugins.atomic import atomic_path
 from gim_plugins.zeb.dataset import SUBSETS, get_subset
-from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows, version_protocol
+from gim_plugins.zeb.dumps import DumpName, find_dumps, read_dump, unique_rows
 from gim_plugins.zeb.metrics import AUC_THRESHOLDS, pose_auc, pose_errors
+from gim_plugins.zeb.protocols import Protocol, all_protocols, for_version, get_protocol
 from gim_plugins.zeb.store import MethodStore
 
 __all__ = ["CheckResult", "MethodCost", "MethodResult", "SubsetResult", "check", "collect", "format_report",
@@ -78,10 +80,6 @@ class MethodCost:
     device: str | None
 
 
-AUC_DECIMALS = {"gim": None, "gluefactory": 4}
-"""How each protocol rounds an AUC (glue-factory's ``cal_error_auc`` rounds to 4 decimals)."""
-
-
 @dataclass
 class MethodResult:
     """All subsets of one method."""
@@ -97,8 +95,13 @@ class MethodResult:
 
     @property
     def protocol(self) -> str:
-        """``"gim"`` or ``"gluefactory"`` (from the version token)."""
-        return version_protocol(self.version)
+        """The name of the protocol that produced it (from the version token): ``"gim"``, ``"gluefactory"``."""
+        return self.rules.name
+
+    @property
+    def rules(self) -> Protocol:
+        """That protocol (:mod:`gim_plugins.zeb.protocols`)."""
+        return for_version(self.version)
 
     def mean(self, threshold: float) -> float:
         return float(np.mean([r.auc[threshold] for r in self.subsets.values()]))
@@ -106,7 +109,7 @@ class MethodResult:
     def pooled(self, threshold: float) -> float:
         """The AUC over all pairs of all subsets together (glue-factory's summary; the protocol's rounding)."""
         errors = np.concatenate([r.errors for r in self.subsets.values()])
-        return pose_auc(errors, [threshold], AUC_DECIMALS[self.protocol])[0]
+        return pose_auc(errors, [threshold], self.rules.auc_decimals)[0]
 
 
 def _scene_order(scene: str) -> tuple[int, str]:
@@ -178,7 +181,7 @@ def collect(dump_dir: str | os.PathLike[str], methods: Sequence[str] | None = No
     results = []
     for (weight, version), files in sorted(grouped.items()):
         scenes = sorted(files, key=_scene_order)
-        decimals = AUC_DECIMALS[version_protocol(version)]
+        decimals = for_version(version).auc_decimals
         subsets = {scene: _subset_result(files[scene], scene, thresholds, decimals) for scene in scenes}
         results.append(MethodResult(weight, version, subsets, _cost(dump_dir, weight, version, scenes)))
     return results
@@ -221,14 +224,12 @@ def _auc_tables(results: Sequence[MethodResult], thresholds: Sequence[float], po
 
 def _markdown(results: Sequence[MethodResult], thresholds: Sequence[float]) -> str:
     scenes = _scenes(results)
-    gim = [r for r in results if r.protocol == "gim"]
-    gluefactory = [r for r in results if r.protocol == "gluefactory"]
-    out = _auc_tables(gim, thresholds, pooled=False) if gim else []
-    if gluefactory:
-        out.append("glue-factory's protocol (`--protocol gluefactory`: ≤ 200 pairs per subset, long side 1024 px, "
-                   "RANSAC 1.0 px; not comparable with GIM's numbers). All pairs = glue-factory's summary, the AUC "
-                   "pooled over all pairs of the subsets present.\n")
-        out += _auc_tables(gluefactory, thresholds, pooled=True)
+    out: list[str] = []
+    for protocol in all_protocols():
+        members = [r for r in results if r.rules is protocol]
+        if members:
+            out += [protocol.report_note] if protocol.report_note else []
+            out += _auc_tables(members, thresholds, pooled=protocol.pooled_summary)
     out.append("Pairs, pose failures and cost (cost from the run store; — for dumps not produced here)\n")
     out.append("| Method | pairs | failures | pairs/s | match ms/pair | peak RSS MB | peak CUDA MB |")
     out.append("|---|---|---|---|---|---|---|")
@@ -249,7 +250,7 @@ def _as_dict(results: Sequence[MethodResult], thresholds: Sequence[float]) -> di
             "version": r.version,
             "protocol": r.protocol,
             "mean": {f"auc@{t:g}": r.mean(t) for t in thresholds},
-            **({"pooled": {f"auc@{t:g}": r.pooled(t) for t in thresholds}} if r.protocol == "gluefactory" else {}),
+            **({"pooled": {f"auc@{t:g}": r.pooled(t) for t in thresholds}} if r.rules.pooled_summary else {}),
             "subsets": {s.scene: {"pairs": s.pairs, "failures": s.failures,
                                   **{f"auc@{t:g}": s.auc[t] for t in thresholds}} for s in r.subsets.values()},
             "cost": None if r.cost is None else {
@@ -273,7 +274,7 @@ def _csv(results: Sequence[MethodResult], thresholds: Sequence[float]) -> str:
             writer.writerow([r.name, s.scene, s.pairs, s.failures, *(f"{s.auc[t]:.6f}" for t in thresholds), *extra])
         pairs, failures = sum(s.pairs for s in r.subsets.values()), sum(s.failures for s in r.subsets.values())
         writer.writerow([r.name, "mean", pairs, failures, *(f"{r.mean(t):.6f}" for t in thresholds), *extra])
-        if r.protocol == "gluefactory":
+        if r.rules.pooled_summary:
             writer.writerow([r.name, "all_pairs", pairs, failures, *(f"{r.pooled(t):.6f}" for t in thresholds),
                              *extra])
     return buffer.getvalue()
@@ -392,13 +393,14 @@ def _diff(reference: list[str], other: list[str], name: str, ref_name: str) -> l
 def check(dump_dir: str | os.PathLike[str]) -> list[CheckResult]:
     """Compare the identifier columns of all dumps of each subset (what GIM's ``check.py`` meant to do, for all
     subsets by their dump names). Also flags duplicate identifiers within a file."""
+    order = {protocol.name: position for position, protocol in enumerate(all_protocols())}
     groups: dict[tuple[str, str], list[tuple[Path, DumpName]]] = {}
-    for path, name in find_dumps(dump_dir).items():  # glue-factory's pair selection differs: compare within protocols
-        groups.setdefault((version_protocol(name.version), name.scene), []).append((path, name))
+    for path, name in find_dumps(dump_dir).items():  # protocols select different pairs: compare within one only
+        groups.setdefault((for_version(name.version).name, name.scene), []).append((path, name))
     if not groups:
         raise FileNotFoundError(f"no ZEB dump files in {dump_dir}")
     results = []
-    for protocol, scene in sorted(groups, key=lambda key: (key[0] != "gim", key[0], _scene_order(key[1]))):
+    for protocol, scene in sorted(groups, key=lambda key: (order[key[0]], _scene_order(key[1]))):
         files = groups[protocol, scene]
         identifiers = {path.name: [row.identifier for row in read_dump(path)] for path, _ in files}
         problems = []
@@ -411,6 +413,6 @@ def check(dump_dir: str | os.PathLike[str]) -> list[CheckResult]:
         status = "single" if len(files) == 1 else ("different" if problems else "same")
         if len(files) == 1 and problems:
             status = "different"
-        label = scene if protocol == "gim" else f"{scene} ({protocol})"
+        label = get_protocol(protocol).label(scene)
         results.append(CheckResult(label, names, status, problems))
     return results

@@ -5,7 +5,7 @@ core ← host adapters ← pipelines ← cli: a module may name modules of its o
 - core: ``types conf errors io geometry weights models registry matching features h5io viz datasets atomic
   _bootstrap _host_hooks export`` (and the package ``__init__``); its modules may use each other.
 - host adapters: ``hloc_ext kornia_ext colmap_ext``; they never name each other.
-- pipelines: ``zeb reconstruct training``; they may use any adapter, and no other pipeline except ``training`` →
+- pipelines: ``zeb reconstruct training app``; they may use any adapter, and no other pipeline except ``training`` →
   ``zeb``.
 - cli: ``gim_plugins.cli`` and ``gim_plugins.__main__``; pipelines add subcommands through the entry-point group
   ``gim_plugins.cli`` and never import ``gim_plugins.cli``.
@@ -37,7 +37,7 @@ LAYERS = {
     "core": ("types", "conf", "errors", "io", "geometry", "weights", "models", "registry", "matching", "features",
              "h5io", "viz", "datasets", "atomic", "_bootstrap", "_host_hooks", "export"),
     "adapter": ("hloc_ext", "kornia_ext", "colmap_ext"),
-    "pipeline": ("zeb", "reconstruct", "training"),
+    "pipeline": ("zeb", "reconstruct", "training", "app"),
     "cli": ("cli", "__main__"),
 }
 RANK = {layer: rank for rank, layer in enumerate(LAYERS)}

@@ -9,18 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from gim_plugins.zeb import dataset
 from gim_plugins.zeb.dataset import (
     OFFICIAL_SUBSETS,
     find_subsets,
     get_subset,
     image_index,
-    load_image,
     load_pairs,
-    prepare_image,
     read_pair_file,
     resolve_image,
 )
+from gim_plugins.zeb.protocols import gim
+from gim_plugins.zeb.protocols.gim import load_image, prepare_image
 
 K = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
 T = [1.0, 0.0, 0.0, 0.1, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
@@ -154,6 +153,6 @@ def test_cardinality_subset_table():
                                                     "robotcarweather", "robotcarseason", "robotcarnight",
                                                     "multifov", "scenenet", "iclnuim", "gtasfm"}
     assert get_subset("Multi-FoV") is get_subset("multifov") is get_subset("MUL")
-    assert dataset.select_pairs([1, 2, 3], 2) == [1, 2]
+    assert gim.select_pairs([1, 2, 3], 2) == [1, 2]
     with pytest.raises(ValueError):
-        dataset.select_pairs([1], 0)
+        gim.select_pairs([1], 0)

@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from gim_plugins.zeb import cli, runner
-from gim_plugins.zeb.dataset import (
-    get_subset,
+from gim_plugins.zeb import cli
+from gim_plugins.zeb.dataset import get_subset, load_pairs
+from gim_plugins.zeb.dumps import dump_file_name, read_dump
+from gim_plugins.zeb.method import build_method
+from gim_plugins.zeb.metrics import evaluate_pair, pose_auc
+from gim_plugins.zeb.protocols import gluefactory
+from gim_plugins.zeb.protocols.gluefactory import (
     gluefactory_camera,
     gluefactory_seed,
     gluefactory_size,
-    load_pairs,
     prepare_image_gluefactory,
     select_pairs_gluefactory,
 )
-from gim_plugins.zeb.dumps import dump_file_name, read_dump
-from gim_plugins.zeb.metrics import evaluate_pair, pose_auc
 from gim_plugins.zeb.report import check, collect, format_report
 from gim_plugins.zeb.runner import RunConfig, run
 from gim_plugins.zeb.store import MethodStore, StaleResultsError
@@ -192,14 +193,14 @@ def test_smoke_gluefactory_run_end_to_end(tiny_zeb: Path, gf_run: Path, tmp_path
     assert "kornia" in fingerprint["versions"]
     # the matcher sees the 1024×768 image; a capped run draws glue-factory's subset of pairs
     sizes = []
-    load = runner.load_image_gluefactory
+    load = gluefactory.load_image_gluefactory
 
     def spy(path):
         image = load(path)
         sizes.append(image.image.shape)
         return image
 
-    monkeypatch.setattr(runner, "load_image_gluefactory", spy)
+    monkeypatch.setattr(gluefactory, "load_image_gluefactory", spy)
     summary = run(RunConfig(matcher="root_sift", progress=False, protocol="gluefactory", max_pairs=3), tiny_zeb,
                   tmp_path)
     assert summary.subsets[0].selected == 3 and set(sizes) == {(768, 1024, 3)}
@@ -224,7 +225,7 @@ def test_feature_gim_and_gluefactory_results_stay_apart(tiny_zeb: Path, gf_run: 
 
 
 def test_exception_protocols_never_mix(tiny_zeb: Path, gf_run: Path):
-    gim_fingerprint = runner._build_method(RunConfig(matcher="root_sift"), "cpu").fingerprint
+    gim_fingerprint = build_method(RunConfig(matcher="root_sift"), "cpu").fingerprint
     with pytest.raises(StaleResultsError, match="protocol: 'gluefactory' -> 'gim'"):
         MethodStore(gf_run, "root_sift", "vanilla+gluefactory").open(gim_fingerprint, {})
     other = RunConfig(matcher="root_sift", progress=False, protocol="gluefactory", conf={"ratio_threshold": 0.7})

@@ -21,7 +21,8 @@ from gim_plugins.zeb.dumps import (
 )
 from gim_plugins.zeb.report import MethodResult, check, collect, format_report, plot
 
-# gim-spec.md §10.12: AUC@5 (%) recomputed from GIM's committed dumps with analysis.py's formula (README order)
+# AUC@5 (%) per subset of GIM's committed dumps, computed once with GIM's analysis.py formula (README column order);
+# docs/zeb.md ("Exactness") lists the same numbers
 REFERENCE_AUC5 = {
     "gim_dkm 100h": [63.5, 53.1, 74.0, 76.6, 43.1, 34.8, 52.4, 24.0, 56.4, 32.2, 42.7, 61.7],
     "root_sift vanilla": [43.5, 33.6, 49.9, 48.7, 35.2, 22.3, 44.4, 14.2, 33.4, 7.6, 14.8, 35.1],

@@ -19,9 +19,13 @@ from gim_plugins.types import MatchResult
 from gim_plugins.zeb import runner
 from gim_plugins.zeb.dataset import ZebImage
 from gim_plugins.zeb.dumps import dump_file_name, read_dump
+from gim_plugins.zeb.method import resolve_preset
+from gim_plugins.zeb.protocols.gim import to_gim_coordinates
 from gim_plugins.zeb.report import collect
-from gim_plugins.zeb.runner import RunConfig, merge, parse_shard, resolve_preset, run, to_gim_coordinates
+from gim_plugins.zeb.runner import RunConfig, merge, run
 from gim_plugins.zeb.store import MethodStore, StaleResultsError
+from gim_plugins.zeb.treatment import gim_treatment
+from gim_plugins.zeb.world import parse_shard
 
 DUMP = dump_file_name("root_sift", "MiniHomography", "vanilla")
 CONFIG = RunConfig(matcher="root_sift", progress=False)
@@ -201,7 +205,7 @@ def test_feature_dense_matcher_run_uses_preset_and_version(identity_matcher: str
 
 
 def test_feature_gim_dkm_uses_the_canvas_rule_and_its_zeb_preset(tiny_zeb: Path, tmp_path: Path):
-    """gim_dkm declares GIM's canvas rescaling and corner offset; its ``gim_dkm-zeb`` preset is picked up."""
+    """gim_dkm gets GIM's canvas rescaling and corner offset; its ``gim_dkm-zeb`` preset is picked up."""
     import torch
 
     from gim_plugins.matching import load_matcher
@@ -226,7 +230,7 @@ def test_feature_gim_dkm_uses_the_canvas_rule_and_its_zeb_preset(tiny_zeb: Path,
 
 
 class _MaskRecorder(_Identity):
-    """``_Identity`` that records the masks the runner hands over; ``zeb_padding_mask`` is set per test."""
+    """``_Identity`` that records the masks the runner hands over; ``accepts_masks`` is set per test."""
 
     name: ClassVar[str] = "zeb_test_masks"
     calls: ClassVar[list[tuple[tuple[int, int], Any, Any]]] = []
@@ -249,7 +253,7 @@ def tiny_kitti(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("declared", [True, False])
 def test_feature_padding_masks_reach_matchers_that_declare_them(declared: bool, tiny_kitti: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(_MaskRecorder, "zeb_padding_mask", declared, raising=False)
+    monkeypatch.setattr(_MaskRecorder, "accepts_masks", declared)
     monkeypatch.setattr(_MaskRecorder, "calls", [])
     register_matcher("zeb_test_masks", _MaskRecorder, overwrite=True)
     try:
@@ -270,7 +274,7 @@ def test_feature_padding_masks_reach_matchers_that_declare_them(declared: bool, 
 
 
 def test_feature_unpadded_subsets_get_no_masks(tiny_zeb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(_MaskRecorder, "zeb_padding_mask", True, raising=False)
+    monkeypatch.setattr(_MaskRecorder, "accepts_masks", True)
     monkeypatch.setattr(_MaskRecorder, "calls", [])
     register_matcher("zeb_test_masks", _MaskRecorder, overwrite=True)
     try:
@@ -287,6 +291,6 @@ def test_feature_gim_loftr_declares_the_padding_mask():
     from gim_plugins.registry import get_matcher_class
 
     cls = get_matcher_class("gim_loftr")
-    assert cls.zeb_padding_mask is True
+    assert gim_treatment(cls).padding_mask is True and cls.accepts_masks is True
     assert {"mask0", "mask1"} <= set(inspect.signature(cls.match).parameters)
-    assert not getattr(get_matcher_class("gim_dkm"), "zeb_padding_mask", False)
+    assert not gim_treatment(get_matcher_class("gim_dkm")).padding_mask

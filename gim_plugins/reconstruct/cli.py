@@ -1,4 +1,9 @@
-"""``gim reconstruct`` (registered through the ``gim_plugins.cli`` entry-point group)."""
+"""``gim reconstruct``: the command line of :mod:`gim_plugins.reconstruct`.
+
+Registered through the ``gim_plugins.cli`` entry-point group (the ``gim`` command finds it there and never imports
+this package itself); it turns arguments into the pipeline's conf, runs :func:`gim_plugins.reconstruct.main`, runs
+the requested exporters and prints the summary. Registering imports nothing heavy.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
+    """Add the ``reconstruct`` subcommand to ``gim``'s subparsers."""
     parser = sub.add_parser("reconstruct", help="sparse 3D reconstruction (COLMAP) of a folder of images",
                             description="Match image pairs, write a COLMAP database, verify and map. Rerunning "
                                         "with the same --out resumes: finished pairs and steps are skipped.")
@@ -61,7 +67,9 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from gim_plugins.colmap_ext.exporters import export
-    from gim_plugins.colmap_ext.reconstruct import ReconstructPaths, load_correspondences, main
+    from gim_plugins.reconstruct import main
+    from gim_plugins.reconstruct.common import ReconstructPaths
+    from gim_plugins.reconstruct.correspondences import load_correspondences
 
     out = args.out or args.images.resolve().parent / "reconstruction"
     paths = ReconstructPaths(args.images, out)

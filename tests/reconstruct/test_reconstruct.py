@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from colmap_helpers import requires_colmap, requires_pycolmap
 
-from gim_plugins.colmap_ext import reconstruct
+from gim_plugins import reconstruct
 from gim_plugins.colmap_ext.model import camera_centre_errors, read_text_model
 from gim_plugins.colmap_ext.store import MatchStore
 from gim_plugins.conf import ConfError
 from gim_plugins.datasets import scene
+from gim_plugins.reconstruct import database, match
 
 pytestmark = requires_pycolmap
-HERE = Path(__file__).resolve().parent
+HELPERS = Path(__file__).resolve().parents[1] / "colmap_ext"  # colmap_helpers.py, for the subprocess
 
 
 def _accuracy(summary_path: Path, views: list[scene.SceneView]) -> dict[str, float]:
@@ -123,13 +124,13 @@ def test_feature_killed_run_resumes(gt_dense, scene_dir, tmp_path) -> None:
         "from colmap_helpers import GroundTruthDense\n"
         "from gim_plugins.datasets import scene\n"
         "from gim_plugins.registry import register_matcher\n"
-        "from gim_plugins.colmap_ext import reconstruct\n"
+        "from gim_plugins import reconstruct\n"
         "GroundTruthDense.register_views(scene.render_motorcycle_scene(6, seed=0))\n"
         "register_matcher('gt_dense', GroundTruthDense)\n"
         "reconstruct.main({'matcher': 'gt_dense', 'pairs': sys.argv[2], 'progress': False},"
         " {'images': sys.argv[3], 'out': sys.argv[4]})\n")
     env = {**os.environ, "GIM_TEST_KILL_AFTER": "5"}
-    done = subprocess.run([sys.executable, "-c", script, str(HERE), str(pairs), str(scene_dir), str(out)], env=env,
+    done = subprocess.run([sys.executable, "-c", script, str(HELPERS), str(pairs), str(scene_dir), str(out)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == -9, done.stderr[-2000:]  # killed, not a Python error
     with MatchStore(out / "matches.sqlite", _gt_fingerprint()) as store:
@@ -144,7 +145,7 @@ def test_feature_killed_run_resumes(gt_dense, scene_dir, tmp_path) -> None:
 def _gt_fingerprint() -> str:
     from gim_plugins.matching import load_matcher
 
-    return reconstruct._fingerprint(load_matcher("gt_dense"))
+    return match.fingerprint(load_matcher("gt_dense"))
 
 
 def test_exception_bad_input(gt_dense, scene_dir, tmp_path) -> None:
@@ -158,16 +159,16 @@ def test_exception_bad_input(gt_dense, scene_dir, tmp_path) -> None:
     bad_pairs = tmp_path / "bad_pairs.txt"
     bad_pairs.write_text("left.png missing.png\n")
     with pytest.raises(KeyError, match=r"missing\.png"):
-        reconstruct.match_step({"matcher": "gt_dense", "pairs": str(bad_pairs)}, paths)
+        match.main({"matcher": "gt_dense", "pairs": str(bad_pairs)}, paths)
     # empty match sets: every pair below min_matches -> a clear error, nothing written
     conf = {"matcher": "gt_dense", "pairs": "sequential:1", "progress": False, "min_matches": 10 ** 6}
-    reconstruct.match_step(conf, paths)
+    match.main(conf, paths)
     with pytest.raises(ValueError, match="no pair has at least"):
-        reconstruct.database_step(conf, paths)
+        database.main(conf, paths)
     assert not (tmp_path / "out" / "database.db").exists()
     # the store refuses matches of another configuration
     with pytest.raises(ValueError, match="another matcher or configuration"):
-        reconstruct.match_step({**conf, "matcher_conf": {"noise": 1.0}}, paths)
+        match.main({**conf, "matcher_conf": {"noise": 1.0}}, paths)
     # a second process on the same folder
     with reconstruct.output_lock(tmp_path / "out"), pytest.raises(RuntimeError, match="in use"):
         reconstruct.main(conf, paths)
@@ -177,12 +178,12 @@ def test_exception_image_changed_after_matching(gt_dense, scene_views, tmp_path)
     images = tmp_path / "images"
     scene.write_scene(scene_views[:3], images)
     conf = {"matcher": "gt_dense", "pairs": "sequential:1", "progress": False}
-    reconstruct.match_step(conf, {"images": images, "out": tmp_path / "out"})
+    match.main(conf, {"images": images, "out": tmp_path / "out"})
     import cv2
 
     cv2.imwrite(str(images / "render_00.png"), np.zeros((100, 120, 3), np.uint8))  # inconsistent size now
     with pytest.raises(ValueError, match="changed since it was matched"):
-        reconstruct.database_step(conf, {"images": images, "out": tmp_path / "out"})
+        database.main(conf, {"images": images, "out": tmp_path / "out"})
 
 
 def test_smoke_cli(gt_dense, scene_dir, tmp_path, capsys) -> None:
@@ -211,11 +212,11 @@ def test_exception_corrupt_feature_cache_is_replaced(scene_views, tmp_path) -> N
     conf = {"matcher": "root_sift", "matcher_conf": {"max_keypoints": 500}, "pairs": "exhaustive",
             "progress": False}
     paths = {"images": images, "out": tmp_path / "out"}
-    reconstruct.match_step(conf, paths)
+    match.main(conf, paths)
     report = json.loads((tmp_path / "out" / "match.json").read_text())
     assert report["extracted_now"] == 2 and report["matched_now"] == 1
     (tmp_path / "out" / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
-    reconstruct.match_step(conf, paths)
+    match.main(conf, paths)
     report = json.loads((tmp_path / "out" / "match.json").read_text())
     assert report["extracted_now"] == 2 and report["matched_now"] == 0  # features again; the match was kept
     assert len(list((tmp_path / "out").glob("features.h5.corrupt-*"))) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gim_plugins.colmap_ext.pairs import list_images, make_pairs
+from gim_plugins.reconstruct.pairs import list_images, make_pairs
 
 NAMES = ["a.png", "b.png", "c.png", "d.png"]
 
@@ -53,3 +53,25 @@ def test_feature_list_images(tmp_path) -> None:
         list_images(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="not found"):
         list_images(tmp_path / "missing")
+
+
+def test_feature_pairs_step_writes_the_list(tmp_path) -> None:
+    """The pairs step writes ``pairs.txt`` from the images and the ``pairs`` option, and rebuilds it on a rerun."""
+    from gim_plugins.h5io import read_pairs
+    from gim_plugins.reconstruct import pairs
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in NAMES:
+        (images / name).write_bytes(b"")
+    paths = {"images": images, "out": tmp_path / "out"}
+    (tmp_path / "out").mkdir()
+    written = pairs.main({"pairs": "sequential:1"}, paths)
+    assert written == tmp_path / "out" / "pairs.txt"
+    assert read_pairs(written) == make_pairs(NAMES, "sequential:1")
+    assert read_pairs(pairs.main({"pairs": "exhaustive"}, paths)) == make_pairs(NAMES, "exhaustive")
+    (images / "b.png").unlink()
+    (images / "c.png").unlink()
+    (images / "d.png").unlink()
+    with pytest.raises(ValueError, match="no image pairs"):
+        pairs.main({"pairs": "exhaustive"}, paths)

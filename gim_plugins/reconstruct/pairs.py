@@ -1,16 +1,23 @@
-"""Which image pairs to match: ``exhaustive``, ``sequential:K`` or a pair-list file (hloc format)."""
+"""Step 1 of ``gim reconstruct``: which image pairs to match — ``exhaustive``, ``sequential:K`` or a pair-list file
+(hloc format) — written to ``pairs.txt``.
+
+The list is rebuilt from the images and the ``pairs`` option on every run (it is cheap), so a changed option or a
+new image takes effect at once; the match step only matches the pairs its store does not hold yet.
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from gim_plugins.h5io import read_pairs
+from gim_plugins.h5io import read_pairs, write_pairs
+from gim_plugins.reconstruct.common import ReconstructPaths, resolve_conf
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "make_pairs"]
+__all__ = ["IMAGE_EXTENSIONS", "image_pairs", "list_images", "main", "make_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +92,27 @@ def make_pairs(names: Sequence[str], spec: str | os.PathLike[str]) -> list[tuple
     if len(unique) < len(pairs):
         log.info("%s: %d duplicate pairs skipped", path, len(pairs) - len(unique))
     return unique
+
+
+def image_pairs(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]
+                ) -> tuple[list[str], list[tuple[str, str]]]:
+    """The pairs to match (also written to ``pairs.txt``) and the sorted names of the images they use.
+
+    Raises:
+        FileNotFoundError: no image folder or no images in it.
+        ValueError: no pairs (e.g. a single image), or a bad ``pairs`` option (see :func:`make_pairs`).
+    """
+    conf, paths = resolve_conf(conf), ReconstructPaths.of(paths)
+    names = list_images(paths.images)
+    pairs = make_pairs(names, conf.pairs)
+    if not pairs:
+        raise ValueError(f"no image pairs to match ({len(names)} images, pairs={conf.pairs!r})")
+    write_pairs(paths.pairs, pairs)
+    used = sorted({n for pair in pairs for n in pair})
+    return used, pairs
+
+
+def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
+    """Write ``pairs.txt`` for the images and the ``pairs`` option; returns its path."""
+    image_pairs(conf, paths)
+    return ReconstructPaths.of(paths).pairs

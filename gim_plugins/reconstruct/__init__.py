@@ -1,0 +1,74 @@
+"""``gim reconstruct``: a folder of images → matches → COLMAP database → geometric verification → sparse model.
+
+A pipeline on top of the COLMAP adapter (:mod:`gim_plugins.colmap_ext`), in the manner of hloc: one module per
+step, each an importable ``main(conf, paths) -> Path`` that reads the previous step's files, skips work that is
+already done and writes its outputs atomically, so any step can be rerun alone and a killed run resumes.
+
+1. :mod:`~gim_plugins.reconstruct.pairs` → ``pairs.txt``: ``exhaustive``, ``sequential:K`` or a pair-list file.
+2. :mod:`~gim_plugins.reconstruct.match` → ``matches.sqlite`` (+ ``features.h5`` for sparse matchers,
+   ``match.json``): every pair matched once and committed on its own. It builds the pair list itself first, so
+   matching always follows the current images and ``pairs`` option.
+3. :mod:`~gim_plugins.reconstruct.database` → ``database.db`` (+ ``database.json``): keypoints and matches
+   (:mod:`~gim_plugins.reconstruct.correspondences` reads them back from step 2), verified by pycolmap or the colmap
+   program.
+4. :mod:`~gim_plugins.reconstruct.mapping` → ``sparse/0`` (largest model, binary + text) and ``summary.json``.
+
+:func:`main` runs them under an exclusive lock on the output folder. Options: :data:`DEFAULT_CONF` (merged
+strictly); file names: :class:`ReconstructPaths`. The command line (``gim reconstruct``) is
+:mod:`gim_plugins.reconstruct.cli`. Importing this package imports nothing heavy.
+
+Example:
+    >>> from gim_plugins.reconstruct import main
+    >>> summary = main({"matcher": "aliked_lightglue", "pairs": "sequential:5"},
+    ...                {"images": "images/", "out": "recon/"})      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["DEFAULT_CONF", "ReconstructPaths", "load_correspondences", "main", "output_lock"]
+
+_LAZY = {
+    "DEFAULT_CONF": "gim_plugins.reconstruct.common",
+    "ReconstructPaths": "gim_plugins.reconstruct.common",
+    "output_lock": "gim_plugins.reconstruct.common",
+    "load_correspondences": "gim_plugins.reconstruct.correspondences",
+}
+
+if TYPE_CHECKING:
+    from gim_plugins.reconstruct.common import DEFAULT_CONF, ReconstructPaths, output_lock
+    from gim_plugins.reconstruct.correspondences import load_correspondences
+
+
+def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
+    """Run pairs + match → database → mapping; returns ``summary.json`` (resumable: finished work is skipped).
+
+    Args:
+        conf: options (:data:`DEFAULT_CONF`; unknown keys are errors).
+        paths: :class:`ReconstructPaths` or a mapping with ``images`` (folder, searched recursively) and ``out``.
+
+    Raises:
+        RuntimeError: another run holds the output folder.
+    """
+    from gim_plugins.reconstruct import database, mapping, match
+    from gim_plugins.reconstruct.common import ReconstructPaths, output_lock, resolve_conf
+
+    conf, paths = resolve_conf(conf), ReconstructPaths.of(paths)
+    with output_lock(paths.out):
+        match.main(conf, paths)
+        database.main(conf, paths)
+        return mapping.main(conf, paths)
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'gim_plugins.reconstruct' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

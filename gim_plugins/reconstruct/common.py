@@ -1,0 +1,147 @@
+"""What the steps of ``gim reconstruct`` share: the options, the output folder's layout, its lock, JSON records.
+
+Every step resolves the same conf (:data:`DEFAULT_CONF`, merged strictly: an unknown key is an error) and reads
+and writes the files named by :class:`ReconstructPaths`, so a step can run alone on a folder an earlier run left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gim_plugins.atomic import atomic_write_text
+from gim_plugins.colmap_ext import tracks
+from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS
+from gim_plugins.conf import Conf, merge_conf
+
+__all__ = ["DEFAULT_CONF", "ENGINES", "ReconstructPaths", "output_lock", "read_json", "resolve_conf", "write_json"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("pycolmap", "colmap")
+"""Who verifies and maps: the pycolmap package or the colmap command-line program."""
+
+DEFAULT_CONF: dict[str, Any] = {
+    "matcher": "aliked_lightglue",
+    "matcher_conf": {},  # options of the matcher's default_conf
+    "weights": None,
+    "device": "cpu",
+    "pairs": "exhaustive",  # "exhaustive", "sequential:K" or a pair-list file
+    "engine": "pycolmap",  # "pycolmap" or "colmap" (the command-line program)
+    "min_matches": 15,  # pairs with fewer matches are left out of the database
+    "camera": dict(CAMERA_DEFAULTS),
+    "tracks": dict(tracks.DEFAULT_CONF),  # dense matchers only
+    "verification": {"max_error": 4.0, "max_num_trials": 20000, "min_inlier_ratio": 0.1, "min_num_inliers": 15,
+                     "confidence": 0.9999},
+    # relaxed against COLMAP's defaults (init 100, abs-pose 30 / 0.25): learned matchers give fewer, cleaner matches
+    "mapper": {"min_num_matches": 15, "init_min_num_inliers": 50, "abs_pose_min_num_inliers": 15,
+               "abs_pose_min_inlier_ratio": 0.1, "ba_refine_focal_length": True, "ba_refine_principal_point": False,
+               "ba_refine_extra_params": True, "num_threads": -1, "random_seed": 0, "multiple_models": False},
+    "colmap_executable": None,
+    "progress": True,
+    "overwrite": False,  # discard stored matches of another matcher/configuration
+}
+
+
+@dataclass(frozen=True)
+class ReconstructPaths:
+    """Where a reconstruction reads images and writes its files."""
+
+    images: Path
+    out: Path
+
+    @classmethod
+    def of(cls, paths: ReconstructPaths | Mapping[str, Any]) -> ReconstructPaths:
+        """``paths`` as it is, or built from a mapping with ``images`` and ``out``."""
+        if isinstance(paths, ReconstructPaths):
+            return paths
+        return cls(Path(paths["images"]), Path(paths["out"]))
+
+    @property
+    def pairs(self) -> Path:
+        return self.out / "pairs.txt"
+
+    @property
+    def features(self) -> Path:
+        return self.out / "features.h5"
+
+    @property
+    def matches(self) -> Path:
+        return self.out / "matches.sqlite"
+
+    @property
+    def match_report(self) -> Path:
+        return self.out / "match.json"
+
+    @property
+    def database(self) -> Path:
+        return self.out / "database.db"
+
+    @property
+    def database_info(self) -> Path:
+        return self.out / "database.json"
+
+    @property
+    def model(self) -> Path:
+        return self.out / "sparse" / "0"
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "summary.json"
+
+
+def resolve_conf(conf: Mapping[str, Any] | None) -> Conf:
+    """:data:`DEFAULT_CONF` merged with ``conf`` (unknown keys are errors; an already resolved conf passes).
+
+    Raises:
+        ConfError: an unknown key.
+        ValueError: an unknown engine.
+    """
+    merged = merge_conf(DEFAULT_CONF, conf, owner="gim reconstruct")
+    if merged.engine not in ENGINES:
+        raise ValueError(f"engine must be 'pycolmap' or 'colmap', got {merged.engine!r}")
+    return merged
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a step's record atomically (sorted keys, so reruns diff cleanly)."""
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A step's record, or ``{}`` when it is missing or unreadable (the step then counts as not done)."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Exclusive use of an output folder; removes what a killed run left in temporary folders.
+
+    Raises:
+        RuntimeError: another ``gim reconstruct`` holds the folder.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{out} is in use by another gim reconstruct; wait for it or use another --out"
+                               ) from None
+        for stale in [*out.glob(".database.*"), *out.glob(".sparse.*")]:
+            log.info("removing %s left by an interrupted run", stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
