@@ -1,7 +1,8 @@
 """ONNX Runtime vs PyTorch per pair on this CPU: time, peak memory, as ratios in one run (docs/onnx.md).
 
 For each matcher (aliked_lightglue with its offline weights when installed; gim_lightglue and gim_loftr with random
-weights, whose speed is that of the real ones), it exports the graphs once into a temporary directory (or uses
+weights, whose speed is that of the real ones; gim_loftr with coarse threshold 0 so that its fine stage refines
+thousands of matches, as with real weights), it exports the graphs once into a temporary directory (or uses
 ``--onnx-root``), then runs the motorcycle pair with
 
 * ``torch``: the PyTorch matcher with the exported conf (every LightGlue layer, as the graphs run),
@@ -80,8 +81,8 @@ def export(name: str, root: Path) -> Path:
     if not (out / "manifest.json").exists():
         weights = _weights_file(name, root)
         conf = {"matcher": name, "size": SIZES[name], "weights": str(weights) if weights else None}
-        if name == "gim_lightglue":
-            conf["matcher_conf"] = {"filter_threshold": 0.0}  # random weights: keep LightGlue's full output
+        if name == "gim_loftr":  # random weights never reach GIM's 0.2: keep mutual nearest neighbours, so that
+            conf["matcher_conf"] = {"coarse_threshold": 0.0}  # the fine stage runs on thousands of matches, as real
         start = time.perf_counter()
         main(conf, out)
         print(f"  exported {name} in {time.perf_counter() - start:.0f} s", flush=True)

@@ -40,6 +40,9 @@ def _common_options(parser: argparse.ArgumentParser, default_out: str = ".") -> 
                         help="downscale images so that their long side is at most N px before matching "
                              "(keypoints are mapped back to the original pixels)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    parser.add_argument("--onnx", type=Path, default=None, metavar="DIR",
+                        help="run the ONNX graphs that `gim export onnx` wrote to DIR in ONNX Runtime instead of "
+                             "PyTorch (the onnx extra; docs/onnx.md)")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="matcher option (repeatable), e.g. --conf max_keypoints=4096")
     parser.add_argument("--threshold", type=float, default=1.0,
@@ -85,18 +88,28 @@ def run_match(
     conf: dict[str, Any] | None = None,
     threshold: float = 1.0,
     disparity: Path | None = None,
+    onnx: Path | None = None,
 ) -> MatchSummary:
-    """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``."""
+    """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``.
+
+    ``onnx``: an export directory of ``gim export onnx``; the matcher then runs its graphs in ONNX Runtime
+    (``load_matcher(..., backend="onnxruntime")``) and ``matcher`` defaults to the exported one.
+    """
     from gim_plugins.io import read_image, to_image_tensor
     from gim_plugins.matching import default_matcher, load_matcher, match_pair
     from gim_plugins.viz import draw_matches, draw_warp, write_png
 
     notes = []
+    if matcher is None and onnx is not None:
+        from gim_plugins.export.manifest import read_manifest
+
+        matcher = str(read_manifest(onnx)["matcher"])
     if matcher is None:
         matcher, hint = default_matcher()
         if hint:
             notes.append(hint)
-    model = load_matcher(matcher, weights=weights, device=device, **(conf or {}))
+    backend = {"backend": "onnxruntime", "onnx": onnx} if onnx is not None else {}
+    model = load_matcher(matcher, weights=weights, device=device, **backend, **(conf or {}))
     array0, array1 = read_image(image0), read_image(image1)
     full0 = to_image_tensor(array0, "image0", model.min_image_size)
     full1 = to_image_tensor(array1, "image1", model.min_image_size)
@@ -124,7 +137,7 @@ def _from_args(args: argparse.Namespace, image0: Path, image1: Path, disparity: 
 
     summary = run_match(image0, image1, matcher=args.matcher, weights=args.weights, out=args.out,
                         max_size=args.max_size, device=args.device, conf=parse_conf(args.conf),
-                        threshold=args.threshold, disparity=disparity)
+                        threshold=args.threshold, disparity=disparity, onnx=args.onnx)
     for note in summary.notes:
         print(note, file=sys.stderr)
     print("\n".join(summary.lines()))

@@ -1,72 +1,26 @@
 """Exported graphs vs PyTorch on the motorcycle pair: checker, standard operators, manifest, and parity.
 
 aliked_lightglue runs with its real offline weights (skipped when ``gim weights fetch aliked_lightglue`` has not run);
-gim_lightglue and gim_loftr with synthetic checkpoints built from ``tests/fixtures/manifests``. Both sides run every
-LightGlue layer (the graphs cannot prune). Each matcher is exported once per session (tens of seconds each).
+gim_lightglue and gim_loftr with synthetic checkpoints (``onnx_fixtures``, exported once per session). Both sides run
+every LightGlue layer (the graphs cannot prune).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from gim_plugins.datasets.motorcycle import paths
-from gim_plugins.matching import load_matcher, match_pair, weights_available
+from gim_plugins.matching import load_matcher, match_pair
 from gim_plugins.types import MatchResult
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from _ll_synthetic import synthetic_state_dict  # noqa: E402
+from onnx_fixtures import SIZE, shared_matches, torch_twin  # noqa: E402
 
-GLG_WEIGHTS = ("gim_lightglue_checkpoint_layout", 1)
-LOFTR_WEIGHTS = ("gim_loftr", 3)
 PAIR = paths()
-SIZE = (500, 741)  # the motorcycle pair; GIM's squash to multiples of 8 gives 496 × 736
-
-
-def _export(tmp_path_factory: pytest.TempPathFactory, name: str, **conf: object) -> Path:
-    from gim_plugins.export.onnx_export import main
-
-    out = tmp_path_factory.mktemp(name) / "export"
-    main({"matcher": name, **conf}, out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def aliked_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not weights_available("aliked_lightglue"):
-        pytest.skip("aliked_lightglue weights are not installed (gim weights fetch aliked_lightglue)")
-    return _export(tmp_path_factory, "aliked_lightglue", size=SIZE)
-
-
-@pytest.fixture(scope="session")
-def glg_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Dynamic height and width; filter threshold 0 so that random LightGlue weights still give matches."""
-    weights = synthetic_state_dict(GLG_WEIGHTS[0], seed=GLG_WEIGHTS[1])
-    return _export(tmp_path_factory, "gim_lightglue", weights=weights, matcher_conf={"filter_threshold": 0.0},
-                   dynamic=True)
-
-
-@pytest.fixture(scope="session")
-def loftr_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _export(tmp_path_factory, "gim_loftr", weights=synthetic_state_dict(LOFTR_WEIGHTS[0], seed=LOFTR_WEIGHTS[1]),
-                   size=(496, 736))
-
-
-def _torch_twin(onnx_matcher):  # type: ignore[no-untyped-def]
-    """The PyTorch matcher with the exported conf and weights (every LightGlue layer)."""
-    name = onnx_matcher.name
-    conf = dict(onnx_matcher.manifest["conf"])
-    if name == "aliked_lightglue":
-        return load_matcher(name, **conf)
-    weights = {"gim_lightglue": GLG_WEIGHTS, "gim_loftr": LOFTR_WEIGHTS}[name]
-    return load_matcher(name, weights=synthetic_state_dict(weights[0], seed=weights[1]), **conf)
 
 
 def _one_to_one(k_torch: torch.Tensor, k_onnx: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -74,18 +28,6 @@ def _one_to_one(k_torch: torch.Tensor, k_onnx: torch.Tensor) -> tuple[torch.Tens
     distance, index = torch.cdist(k_torch.double(), k_onnx.double()).min(1)
     assert len(set(index.tolist())) == len(index), "two keypoints map to the same one"
     return index, float(distance.max())
-
-
-def _match_rows(result: MatchResult) -> torch.Tensor:
-    return torch.cat([result.keypoints0, result.keypoints1], 1).double()
-
-
-def _shared_matches(a: MatchResult, b: MatchResult, tolerance: float) -> int:
-    """How many matches of ``a`` have a match of ``b`` within ``tolerance`` px in all four coordinates."""
-    if len(a) == 0 or len(b) == 0:
-        return 0
-    distance = torch.cdist(_match_rows(a), _match_rows(b), p=float("inf")).min(1).values
-    return int((distance <= tolerance).sum())
 
 
 # ------------------------------------------------------------------------------------------------ the graphs
@@ -151,7 +93,7 @@ def test_feature_manifest_records_weight_files(aliked_export):
 
 def test_feature_superpoint_keypoints_identical_descriptors_within_1e4(glg_export):
     onnx_matcher = load_matcher("gim_lightglue", backend="onnxruntime", onnx=glg_export)
-    torch_matcher = _torch_twin(onnx_matcher)
+    torch_matcher = torch_twin(onnx_matcher)
     for image in (PAIR["left"], PAIR["right"]):
         ft, fo = torch_matcher.extract(image), onnx_matcher.extract(image)
         assert len(ft) == len(fo) == 2048
@@ -171,7 +113,7 @@ def test_feature_dynamic_superpoint_graph_at_another_size(glg_export):
 
     image = F.interpolate(to_image_tensor(PAIR["left"])[None], size=(250, 370), mode="area")[0]
     onnx_matcher = load_matcher("gim_lightglue", backend="onnxruntime", onnx=glg_export)
-    ft, fo = _torch_twin(onnx_matcher).extract(image), onnx_matcher.extract(image)
+    ft, fo = torch_twin(onnx_matcher).extract(image), onnx_matcher.extract(image)
     assert fo.image_size == (250, 370)
     assert sorted(map(tuple, ft.keypoints.tolist())) == sorted(map(tuple, fo.keypoints.tolist()))
     index, _ = _one_to_one(ft.keypoints, fo.keypoints)
@@ -180,7 +122,7 @@ def test_feature_dynamic_superpoint_graph_at_another_size(glg_export):
 
 def test_feature_aliked_keypoints_and_descriptors(aliked_export):
     onnx_matcher = load_matcher("aliked_lightglue", backend="onnxruntime", onnx=aliked_export)
-    torch_matcher = _torch_twin(onnx_matcher)
+    torch_matcher = torch_twin(onnx_matcher)
     for image in (PAIR["left"], PAIR["right"]):
         ft, fo = torch_matcher.extract(image), onnx_matcher.extract(image)
         assert len(ft) == len(fo) == 2048
@@ -192,31 +134,31 @@ def test_feature_aliked_keypoints_and_descriptors(aliked_export):
 @pytest.mark.parametrize("export", ["aliked_export", "glg_export"])
 def test_feature_sparse_matches_99_percent_identical(request, export):
     onnx_matcher = load_matcher(_name(export), backend="onnxruntime", onnx=request.getfixturevalue(export))
-    torch_matcher = _torch_twin(onnx_matcher)
+    torch_matcher = torch_twin(onnx_matcher)
     rt, ro = torch_matcher.match(PAIR["left"], PAIR["right"]), onnx_matcher.match(PAIR["left"], PAIR["right"])
     assert isinstance(ro, MatchResult) and ro.image_size0 == rt.image_size0
     assert len(rt) > 100
-    shared = _shared_matches(rt, ro, 1e-3)
+    shared = shared_matches(rt, ro, 1e-3)
     assert shared >= 0.99 * max(len(rt), len(ro)), (shared, len(rt), len(ro))
 
 
 def test_feature_loftr_matches_identical_within_1e3_px(loftr_export):
     onnx_matcher = load_matcher("gim_loftr", backend="onnxruntime", onnx=loftr_export)
-    torch_matcher = _torch_twin(onnx_matcher)
+    torch_matcher = torch_twin(onnx_matcher)
     rt, ro = torch_matcher.match(PAIR["left"], PAIR["right"]), onnx_matcher.match(PAIR["left"], PAIR["right"])
     assert len(rt) > 50 and len(ro) == len(rt)
-    assert _shared_matches(rt, ro, 1e-3) == len(rt)
-    assert _shared_matches(ro, rt, 1e-3) == len(ro)
+    assert shared_matches(rt, ro, 1e-3) == len(rt)
+    assert shared_matches(ro, rt, 1e-3) == len(ro)
 
 
 def test_feature_loftr_masks_are_graph_inputs(loftr_export):
     onnx_matcher = load_matcher("gim_loftr", backend="onnxruntime", onnx=loftr_export)
-    torch_matcher = _torch_twin(onnx_matcher)
+    torch_matcher = torch_twin(onnx_matcher)
     mask = torch.ones(*SIZE, dtype=torch.bool)
     mask[:, 370:] = False
     rt = torch_matcher.match(PAIR["left"], PAIR["right"], mask0=mask)
     ro = onnx_matcher.match(PAIR["left"], PAIR["right"], mask0=mask)
-    assert len(ro) == len(rt) and _shared_matches(rt, ro, 1e-3) == len(rt)
+    assert len(ro) == len(rt) and shared_matches(rt, ro, 1e-3) == len(rt)
     assert len(ro) and float(ro.keypoints0[:, 0].max()) < 370
     nothing = onnx_matcher.match(PAIR["left"], PAIR["right"], mask0=torch.zeros(*SIZE, dtype=torch.bool))
     assert len(nothing) == 0 and nothing.keypoints0.shape == (0, 2)
