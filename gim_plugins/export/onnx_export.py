@@ -122,8 +122,30 @@ def _export_graph(spec: GraphSpec, path: Path, opset: int) -> None:
             torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=False, opset_version=opset,
                               input_names=list(spec.input_names), output_names=list(spec.output_names),
                               dynamic_axes=spec.dynamic_axes or None, do_constant_folding=True)
+    _pin_static_output_dims(path, spec, _smoke_run(spec, path))
     onnx.checker.check_model(str(path), full_check=True)
     _smoke_run(spec, path)
+
+
+def _pin_static_output_dims(path: Path, spec: GraphSpec, outputs: list[Any]) -> None:
+    """Write the size of every output axis that is not declared dynamic into the graph's output shape.
+
+    With dynamic image axes, the TorchScript exporter leaves axes symbolic that are fixed by construction
+    (SuperPoint's 256 descriptor channels come out as ``Transposedescriptors_dim_1``); the manifest reads shapes from
+    the graph, so they are pinned to the traced run's sizes here. Axes named in ``spec.dynamic_axes`` stay symbolic.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    changed = False
+    for output, value in zip(model.graph.output, outputs):
+        declared = spec.dynamic_axes.get(output.name, {})
+        for axis, dim in enumerate(output.type.tensor_type.shape.dim):
+            if axis not in declared and not dim.HasField("dim_value"):
+                dim.dim_value = int(value.shape[axis])  # setting the value clears the oneof's dim_param
+                changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def _export_dynamo(spec: GraphSpec, path: Path, opset: int) -> None:
@@ -170,13 +192,14 @@ class _quiet_logger:
         self._logger.setLevel(self._level)
 
 
-def _smoke_run(spec: GraphSpec, path: Path) -> None:
+def _smoke_run(spec: GraphSpec, path: Path) -> list[Any]:
+    """Run the graph once on the example inputs in ONNX Runtime; its outputs."""
     from gim_plugins.export.runtime import create_session
 
     session = create_session(path)
     feeds = {name: tensor.numpy() for name, tensor in zip(spec.input_names, spec.inputs)}
     try:
-        session.run(None, feeds)
+        return list(session.run(None, feeds))
     except Exception as exc:  # an exported graph that cannot run is a bug of the recipe
         raise RuntimeError(f"{path.name}: the exported graph fails in ONNX Runtime: {exc}") from exc
 
