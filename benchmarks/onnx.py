@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # this file would shadow the onnx package
+
 BACKENDS = ("torch", "onnxruntime", "onnxruntime-basic")
 SIZES = {"aliked_lightglue": (500, 741), "gim_lightglue": (496, 736), "gim_loftr": (496, 736)}
 
