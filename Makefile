@@ -25,7 +25,7 @@ HLOC_SRC ?= ../shared/vendor/hloc
 HLOC_DEPS := tqdm plotly gdown scipy h5py
 
 install-dev: venv
-	$(PIP) install -q -e ".[dev,colmap,app,video,train]"
+	$(PIP) install -q -e ".[dev,colmap,app,video,train,onnx]"
 	@if [ -f "$(HLOC_SRC)/setup.py" ] || [ -f "$(HLOC_SRC)/pyproject.toml" ]; then \
 		echo "installing hloc from $(HLOC_SRC) (--no-deps)"; \
 		tmp=$$(mktemp -d) && cp -r "$(HLOC_SRC)" "$$tmp/hloc" && rm -rf "$$tmp/hloc/build" "$$tmp/hloc"/*.egg-info && \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from gim_plugins.registry import get_matcher_class, list_matchers
@@ -29,6 +30,8 @@ def load_matcher(
     device: str | torch.device = "cpu",
     *,
     pretrained: bool = True,
+    backend: str = "torch",
+    onnx: str | os.PathLike[str] | None = None,
     **conf: Any,
 ) -> BaseMatcher:
     """Build a registered matcher.
@@ -39,6 +42,10 @@ def load_matcher(
             weight name, or a state dict.
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``, …).
         pretrained: ``False`` builds random weights on purpose (tests, training from scratch).
+        backend: ``"torch"`` (default) or ``"onnxruntime"``: the graphs ``gim export onnx`` wrote to ``onnx``, run
+            with ONNX Runtime and the same pre- and post-processing (``weights`` and ``pretrained`` do not apply: the
+            weights are inside the graphs; see docs/onnx.md).
+        onnx: the export directory, with ``backend="onnxruntime"``.
         **conf: options of the matcher's ``default_conf``; an unknown option is an error listing the known ones.
 
     Raises:
@@ -50,6 +57,14 @@ def load_matcher(
         >>> result = matcher.match("left.png", "right.png")      # doctest: +SKIP
         >>> len(result), result.fundamental().num_inliers        # doctest: +SKIP
     """
+    if backend == "onnxruntime":
+        if weights is not None:
+            raise ValueError("backend='onnxruntime' takes no weights: they are inside the exported graphs")
+        from gim_plugins.export.runtime import load_onnx_matcher
+
+        return load_onnx_matcher(name, onnx, device=device, **conf)
+    if backend != "torch" or onnx is not None:
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime' (onnx=DIR only with the latter), got {backend!r}")
     cls = get_matcher_class(name)
     return cls(conf, weights=weights, device=device, pretrained=pretrained)
 

@@ -48,6 +48,9 @@ def _common_options(parser: argparse.ArgumentParser, default_out: str = ".") -> 
                         help="downscale images so that their long side is at most N px before matching "
                              "(keypoints are mapped back to the original pixels)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
+    parser.add_argument("--onnx", type=Path, default=None, metavar="DIR",
+                        help="run the ONNX graphs that `gim export onnx` wrote to DIR in ONNX Runtime instead of "
+                             "PyTorch (the onnx extra; docs/onnx.md)")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="matcher option (repeatable), e.g. --conf max_keypoints=4096")
     parser.add_argument("--threshold", type=float, default=1.0,
@@ -93,8 +96,12 @@ def run_match(
     conf: dict[str, Any] | None = None,
     threshold: float = 1.0,
     disparity: Path | None = None,
+    onnx: Path | None = None,
 ) -> MatchSummary:
     """Match two image files, fit F and H, write ``{stem0}_{stem1}_{matcher}_{match,warp}.png`` into ``out``.
+
+    ``onnx``: an export directory of ``gim export onnx``; the matcher then runs its graphs in ONNX Runtime
+    (``load_matcher(..., backend="onnxruntime")``) and ``matcher`` defaults to the exported one.
 
     Raises:
         UserError: (one line) a bad device, ``max_size``, threshold, disparity file, matcher, option or image;
@@ -111,11 +118,16 @@ def run_match(
         raise InputError(f"--threshold must be a positive number of pixels, got {threshold!r}")
     disparity_map = _read_disparity(disparity) if disparity is not None else None
     notes = []
+    if matcher is None and onnx is not None:
+        from gim_plugins.export.manifest import read_manifest
+
+        matcher = str(read_manifest(onnx)["matcher"])
     if matcher is None:
         matcher, hint = default_matcher()
         if hint:
             notes.append(hint)
-    model = load_matcher(matcher, weights=weights, device=device, **(conf or {}))
+    backend = {"backend": "onnxruntime", "onnx": onnx} if onnx is not None else {}
+    model = load_matcher(matcher, weights=weights, device=device, **backend, **(conf or {}))
     (im0, scale0, size0, pic0, pic_scale0) = _load(image0, "image0", model, max_size)
     (im1, scale1, size1, pic1, pic_scale1) = _load(image1, "image1", model, max_size)
     if disparity_map is not None and disparity_map.shape != size0:
@@ -209,7 +221,7 @@ def _from_args(args: argparse.Namespace, image0: Path, image1: Path, disparity: 
 
     summary = run_match(image0, image1, matcher=args.matcher, weights=args.weights, out=args.out,
                         max_size=args.max_size, device=args.device, conf=parse_conf(args.conf),
-                        threshold=args.threshold, disparity=disparity)
+                        threshold=args.threshold, disparity=disparity, onnx=args.onnx)
     for note in summary.notes:
         print(note, file=sys.stderr)
     print("\n".join(summary.lines()))

@@ -69,9 +69,8 @@ class ALIKEDLightGlue(SparseMatcher):
         self.lightglue.load_state_dict(lightglue, strict=True)
 
     def _extract(self, image: torch.Tensor) -> Features:
-        batch = image[None].to(self.device)
-        features = self.extractor(batch)[0]
-        return self._features(features.keypoints, features.descriptors, features.keypoint_scores, image)
+        keypoints, descriptors, scores = self._detect(image[None].to(self.device))
+        return self._features(keypoints, descriptors, scores, image)
 
     def _match_features(self, features0: Features, features1: Features) -> tuple[torch.Tensor, torch.Tensor,
                                                                                     torch.Tensor]:
@@ -82,9 +81,22 @@ class ALIKEDLightGlue(SparseMatcher):
             return {"keypoints": f.keypoints[None].to(device), "descriptors": f.descriptors[None].to(device),
                     "image_size": torch.tensor([[width, height]], device=device)}
 
-        out = self.lightglue({"image0": side(features0), "image1": side(features1)})
-        matches, scores = out["matches"][0], out["scores"][0]
+        matches, scores = self._lightglue(side(features0), side(features1))
         return matches[:, 0], matches[:, 1], scores
+
+    # The two network calls, kept apart so that another backend (the ONNX Runtime matcher of gim_plugins.export)
+    # replaces only these and shares the rest.
+
+    def _detect(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ALIKED on a ``(1, 3, H, W)`` image: keypoints ``(N, 2)`` in its pixels, descriptors ``(N, 128)``, scores."""
+        features = self.extractor(batch)[0]
+        return features.keypoints, features.descriptors, features.keypoint_scores
+
+    def _lightglue(self, side0: dict[str, torch.Tensor], side1: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
+        """LightGlue on two sides: matches ``(M, 2)`` as index pairs and their scores ``(M,)``."""
+        out = self.lightglue({"image0": side0, "image1": side1})
+        return out["matches"][0], out["scores"][0]
 
 
 def remap_aliked_lightglue(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ sees what GIM's LightGlue sees: the keypoints are mapped back into the squashed 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,9 @@ from gim_plugins.conf import Bool, Conf, ConfError, Float, Int
 from gim_plugins.models.base import SparseMatcher
 from gim_plugins.models.state_dicts import LIGHTGLUE_DERIVED, CheckpointMismatchError, fit_state_dict
 from gim_plugins.types import Features
+
+if TYPE_CHECKING:
+    from gim_plugins.models._arch.superpoint import SuperPointOutput
 
 __all__ = ["GIMLightGlue", "remap_gim_lightglue"]
 
@@ -137,19 +140,20 @@ class GIMLightGlue(SparseMatcher):
         height, width = image_size
         return height // 8 * 8, width // 8 * 8
 
-    @classmethod
-    def _factors(cls, image_size: tuple[int, int]) -> torch.Tensor:
-        h, w = cls.processed_size(image_size)
+    def _factors(self, image_size: tuple[int, int]) -> torch.Tensor:
+        h, w = self.processed_size(image_size)
         return torch.tensor([image_size[1] / w, image_size[0] / h], dtype=torch.float32)
 
     def _extract(self, image: torch.Tensor) -> Features:
         size = (int(image.shape[-2]), int(image.shape[-1]))
-        gray = self.superpoint.to_gray(image[None].to(self.device))
+        from gim_plugins.models._arch.superpoint import SuperPoint
+
+        gray = SuperPoint.to_gray(image[None].to(self.device))
         h, w = self.processed_size(size)
         if (h, w) != size:
             gray = F.interpolate(gray, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         generator = torch.Generator().manual_seed(int(self.conf.padding_seed))
-        out = self.superpoint(gray, generator=generator)[0]
+        out = self._detect(gray, generator)
         keypoints = (out.keypoints.float().cpu() + 0.5) * self._factors(size) - 0.5
         return self._features(keypoints, out.descriptors, out.scores, image)
 
@@ -163,6 +167,19 @@ class GIMLightGlue(SparseMatcher):
             return {"keypoints": corner[None].to(device), "descriptors": f.descriptors[None].to(device),
                     "image_size": torch.tensor([[w, h]], device=device)}
 
-        out = self.lightglue({"image0": side(features0), "image1": side(features1)})
-        matches, scores = out["matches"][0], out["scores"][0]
+        matches, scores = self._lightglue(side(features0), side(features1))
         return matches[:, 0], matches[:, 1], scores
+
+    # The two network calls, kept apart from the pre- and post-processing around them so that another backend (the
+    # ONNX Runtime matcher of gim_plugins.export) replaces only these and shares everything else.
+
+    def _detect(self, gray: torch.Tensor, generator: torch.Generator) -> SuperPointOutput:
+        """SuperPoint on one ``(1, 1, h, w)`` gray image (multiples of 8), padding points from ``generator``."""
+        return self.superpoint(gray, generator=generator)[0]
+
+    def _lightglue(self, side0: dict[str, torch.Tensor], side1: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
+                                                                                                   torch.Tensor]:
+        """LightGlue on two sides (``keypoints`` (1, N, 2), ``descriptors`` (1, N, 256), ``image_size`` (1, 2) as
+        ``(w, h)``): matches ``(M, 2)`` as index pairs and their scores ``(M,)``."""
+        out = self.lightglue({"image0": side0, "image1": side1})
+        return out["matches"][0], out["scores"][0]

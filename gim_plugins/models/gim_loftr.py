@@ -130,7 +130,7 @@ class GIMLoFTR(BaseMatcher):
         color1, scale1 = self.preprocess(image1, "image1")
         coarse0 = self._coarse_mask(mask0, color0) if mask0 is not None or mask1 is not None else None
         coarse1 = self._coarse_mask(mask1, color1) if coarse0 is not None else None
-        out = self.net(color0, color1, coarse0, coarse1)
+        out = self._network(color0, color1, coarse0, coarse1)
         k0 = out["keypoints0"].float().cpu() * scale0 - 0.5
         k1 = out["keypoints1"].float().cpu() * scale1 - 0.5
         return self._result(k0, k1, out["confidence"].float().cpu(), image0, image1)
@@ -142,6 +142,14 @@ class GIMLoFTR(BaseMatcher):
         keypoints of the network input by the factors gives corner-convention keypoints of the image.
         """
         height, width = image.shape[-2:]
+        h, w = self.network_size(int(height), int(width), name)
+        batch = image[None].to(self.device)
+        if (h, w) != (height, width):
+            batch = F.interpolate(batch, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return batch, torch.tensor([width / w, height / h], dtype=torch.float32)
+
+    def network_size(self, height: int, width: int, name: str = "image") -> tuple[int, int]:
+        """``(h, w)`` the network runs at for an image of ``height × width`` (multiples of 8, ``max_side`` rule)."""
         h, w = height // 8 * 8, width // 8 * 8
         if max(h, w) > self.conf.max_side:
             if self.conf.oversize == "error":
@@ -151,10 +159,12 @@ class GIMLoFTR(BaseMatcher):
             factor = self.conf.max_side / max(height, width)
             h = int(height * factor) // 8 * 8
             w = int(width * factor) // 8 * 8
-        batch = image[None].to(self.device)
-        if (h, w) != (height, width):
-            batch = F.interpolate(batch, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-        return batch, torch.tensor([width / w, height / h], dtype=torch.float32)
+        return h, w
+
+    def _network(self, color0: torch.Tensor, color1: torch.Tensor, mask0: torch.Tensor | None,
+                 mask1: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The network call (another backend, the ONNX Runtime matcher of gim_plugins.export, replaces only this)."""
+        return self.net(color0, color1, mask0, mask1)
 
     @staticmethod
     def _coarse_mask(mask: torch.Tensor | None, color: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SuperPoint", "SuperPointOutput", "nms_max_pool", "sample_descriptors_legacy"]
+__all__ = ["SuperPoint", "SuperPointOutput", "complete_features", "nms_max_pool", "pad_keypoints",
+           "sample_descriptors_legacy", "select_keypoints"]
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 CELL = 8
@@ -61,8 +62,8 @@ class SuperPointOutput:
 def nms_max_pool(scores: torch.Tensor, radius: int) -> torch.Tensor:
     """Non-maximum suppression of a ``(B, H, W)`` heat map; suppressed pixels become 0."""
 
-    def window_max(x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(x, kernel_size=2 * radius + 1, stride=1, padding=radius)
+    def window_max(x: torch.Tensor) -> torch.Tensor:  # pooled as (B, 1, H, W): ONNX's MaxPool needs a channel axis
+        return F.max_pool2d(x[:, None], kernel_size=2 * radius + 1, stride=1, padding=radius)[:, 0]
 
     keep = scores == window_max(scores)
     for _ in range(2):
@@ -77,11 +78,36 @@ def sample_descriptors_legacy(keypoints: torch.Tensor, dense: torch.Tensor, stri
 
     The original SuperGlue-release mapping (see the module docstring); unit-normalised.
     """
-    channels, h, w = dense.shape[1:]
-    extent = keypoints.new_tensor([w * stride - stride / 2 - 0.5, h * stride - stride / 2 - 0.5])
+    import torch.onnx.operators
+
+    channels = dense.shape[1]
+    # (w, h) as a tensor read from the shape (not Python numbers), so an ONNX trace keeps it for any image size;
+    # w·8 − 4 − 0.5 is exact in float32, so the values are those of the Python arithmetic
+    size = torch.onnx.operators.shape_as_tensor(dense)[2:].flip(0).to(device=keypoints.device, dtype=keypoints.dtype)
+    extent = size * stride - stride / 2 - 0.5
     grid = (keypoints - stride / 2 + 0.5) / extent * 2 - 1
     sampled = F.grid_sample(dense, grid.view(1, 1, -1, 2), mode="bilinear", align_corners=True)
     return F.normalize(sampled.reshape(channels, -1), p=2, dim=0).t()
+
+
+def select_keypoints(heat: torch.Tensor, max_keypoints: int, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints ``(N, 2)`` (x, y) and scores ``(N,)`` of one suppressed ``(H, W)`` heat map (steps 2–3 above).
+
+    More than ``max_keypoints`` candidates: the top-scoring ones, sorted by score; otherwise all of them in row-major
+    order. Written without data-dependent Python branches (the count is a tensor and the choice between the two
+    orders an element-wise ``where``), so that an ONNX trace keeps both cases; the values are those of the plain
+    ``if``: the same ``topk`` call when it applies, the row-major order otherwise.
+    """
+    rows, cols = torch.where(heat > threshold)
+    scores = heat[rows, cols]
+    keypoints = torch.stack([cols, rows], -1).to(heat.dtype)
+    if max_keypoints <= 0:
+        return keypoints, scores
+    count = (heat > threshold).sum()
+    k = count.clamp(max=max_keypoints)
+    top = torch.topk(scores, k, dim=0, sorted=True).indices  # type: ignore[call-overload]
+    order = torch.where(count > max_keypoints, top, torch.arange(k, device=heat.device))  # type: ignore[call-overload]
+    return keypoints[order], scores[order]
 
 
 class SuperPoint(nn.Module):
@@ -143,9 +169,8 @@ class SuperPoint(nn.Module):
         descriptors = F.normalize(self.convDb(F.relu(self.convDa(x))), p=2, dim=1)
         return heat, descriptors
 
-    def forward(self, image: torch.Tensor, generator: torch.Generator | None = None) -> list[SuperPointOutput]:
-        """Detect and describe a batch ``(B, 1|3, H, W)`` in [0, 1]; one :class:`SuperPointOutput` per image."""
-        heat, dense = self.dense(image)
+    def suppress(self, heat: torch.Tensor) -> torch.Tensor:
+        """Non-maximum suppression and border removal of a ``(B, H, W)`` heat map (steps 1–2 above)."""
         heat = nms_max_pool(heat, self.nms_radius)
         border = self.remove_borders
         if border > 0:
@@ -153,30 +178,56 @@ class SuperPoint(nn.Module):
             heat[:, :, :border] = -1
             heat[:, -border:] = -1
             heat[:, :, -border:] = -1
+        return heat
+
+    def forward(self, image: torch.Tensor, generator: torch.Generator | None = None) -> list[SuperPointOutput]:
+        """Detect and describe a batch ``(B, 1|3, H, W)`` in [0, 1]; one :class:`SuperPointOutput` per image."""
+        heat, dense = self.dense(image)
+        heat = self.suppress(heat)
         outputs = []
         for index in range(heat.shape[0]):
-            rows, cols = torch.where(heat[index] > self.detection_threshold)
-            scores = heat[index, rows, cols]
-            if 0 < self.max_keypoints < len(scores):
-                scores, order = torch.topk(scores, self.max_keypoints, dim=0, sorted=True)
-                rows, cols = rows[order], cols[order]
-            keypoints = torch.stack([cols, rows], -1).to(heat.dtype)
-            detected = len(keypoints)
-            if self.force_num_keypoints and detected < self.max_keypoints:
-                keypoints, scores = self._pad(keypoints, scores, image.shape[-2:], generator)
-            descriptors = sample_descriptors_legacy(keypoints, dense[index:index + 1])
-            outputs.append(SuperPointOutput(keypoints, scores, descriptors, detected))
+            keypoints, scores = select_keypoints(heat[index], self.max_keypoints, self.detection_threshold)
+            outputs.append(self.complete(keypoints, scores, None, dense[index:index + 1], image.shape[-2:],
+                                         generator))
         return outputs
 
-    def _pad(self, keypoints: torch.Tensor, scores: torch.Tensor, size: torch.Size,
-             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pad to ``max_keypoints`` with random points in the keypoints' bounding box (score 0)."""
-        missing = self.max_keypoints - len(keypoints)
-        if len(keypoints):
-            low, high = keypoints.min(0).values.tolist(), keypoints.max(0).values.tolist()
-        else:
-            low, high = [0.0, 0.0], [float(min(size))] * 2
-        columns = [torch.empty(missing, 1, dtype=keypoints.dtype).uniform_(low[axis], high[axis], generator=generator)
-                   for axis in range(2)]
-        extra = torch.cat(columns, 1).to(keypoints.device)
-        return torch.cat([keypoints, extra]), torch.cat([scores, scores.new_zeros(missing)])
+    def complete(self, keypoints: torch.Tensor, scores: torch.Tensor, descriptors: torch.Tensor | None,
+                 dense: torch.Tensor, size: torch.Size | tuple[int, int],
+                 generator: torch.Generator | None) -> SuperPointOutput:
+        """Pad and describe one image's keypoints with this model's settings (see :func:`complete_features`)."""
+        return complete_features(keypoints, scores, descriptors, dense, size, generator,
+                                 max_keypoints=self.max_keypoints, force_num_keypoints=self.force_num_keypoints)
+
+
+def complete_features(keypoints: torch.Tensor, scores: torch.Tensor, descriptors: torch.Tensor | None,
+                      dense: torch.Tensor, size: torch.Size | tuple[int, int], generator: torch.Generator | None, *,
+                      max_keypoints: int, force_num_keypoints: bool) -> SuperPointOutput:
+    """Pad to ``max_keypoints`` if asked (step 4) and describe: the output of one image.
+
+    ``descriptors`` of the detected keypoints may be given (an exported graph computes them); the padding points
+    are then described alone. Sampling and normalisation are per point, so the result is the same either way.
+    """
+    detected = len(keypoints)
+    if force_num_keypoints and detected < max_keypoints:
+        padded, scores = pad_keypoints(keypoints, scores, max_keypoints, size, generator)
+        if descriptors is not None:
+            extra = sample_descriptors_legacy(padded[detected:], dense)
+            descriptors = torch.cat([descriptors, extra])
+        keypoints = padded
+    if descriptors is None:
+        descriptors = sample_descriptors_legacy(keypoints, dense)
+    return SuperPointOutput(keypoints, scores, descriptors, detected)
+
+
+def pad_keypoints(keypoints: torch.Tensor, scores: torch.Tensor, max_keypoints: int, size: torch.Size | tuple[int, int],
+                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to ``max_keypoints`` with random points in the keypoints' bounding box (score 0)."""
+    missing = max_keypoints - len(keypoints)
+    if len(keypoints):
+        low, high = keypoints.min(0).values.tolist(), keypoints.max(0).values.tolist()
+    else:
+        low, high = [0.0, 0.0], [float(min(size))] * 2
+    columns = [torch.empty(missing, 1, dtype=keypoints.dtype).uniform_(low[axis], high[axis], generator=generator)
+               for axis in range(2)]
+    extra = torch.cat(columns, 1).to(keypoints.device)
+    return torch.cat([keypoints, extra]), torch.cat([scores, scores.new_zeros(missing)])
