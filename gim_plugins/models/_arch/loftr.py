@@ -121,11 +121,19 @@ class GIMLoFTRNetwork(nn.Module):
         seq0, seq1 = self.loftr_coarse(seq0, seq1, flat0, flat1)
         self.coarse_matching(seq0, seq1, data, mask_c0=flat0, mask_c1=flat1)
         win0, win1 = self.fine_preprocess(feat_f0, feat_f1, seq0, seq1, data)
-        if win0.shape[0] != 0:
+        num_matches = win0.shape[0]
+        if torch.onnx.is_in_onnx_export():
+            # A traced graph keeps no branch, and with no coarse match (M = 0) the fine stage's reshapes would infer a
+            # size from an empty tensor, which ONNX Runtime rejects. One extra all-zero window keeps M + 1 ≥ 1; windows
+            # are independent in the fine transformer and the fine matching, and the extra row is dropped below.
+            win0 = torch.cat([win0, win0.new_zeros((1, *win0.shape[1:]))])
+            win1 = torch.cat([win1, win1.new_zeros((1, *win1.shape[1:]))])
             win0, win1 = self.loftr_fine(win0, win1)
-        self.fine_matching(win0, win1, data)
+        elif num_matches != 0:
+            win0, win1 = self.loftr_fine(win0, win1)
+        self.fine_matching(win0, win1, data)  # slices its offsets to the M coarse matches
         return {"keypoints0": data["mkpts0_f"], "keypoints1": data["mkpts1_f"], "confidence": data["mconf"],
-                "batch_indexes": data["m_bids"], "expec_f": data["expec_f"]}
+                "batch_indexes": data["m_bids"], "expec_f": data["expec_f"][:num_matches]}
 
     def _backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.backbone_dtype is None:
