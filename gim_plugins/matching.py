@@ -66,7 +66,33 @@ def load_matcher(
     if backend != "torch" or onnx is not None:
         raise ValueError(f"backend must be 'torch' or 'onnxruntime' (onnx=DIR only with the latter), got {backend!r}")
     cls = get_matcher_class(name)
+    conf = {**recorded_matcher_conf(name, weights), **conf}
     return cls(conf, weights=weights, device=device, pretrained=pretrained)
+
+
+def recorded_matcher_conf(name: str, weights: Any) -> dict[str, Any]:
+    """The options a training checkpoint of this package records for its matcher (``{}`` for anything else).
+
+    ``gim train`` writes ``RUN/*.ckpt`` with the options the network was trained under (e.g. gim_loftr's
+    ``temp_bug_fix=True``, which GIM's training branch uses while the released weights need ``False``). Loading such a
+    file applies them as defaults, so ``load_matcher(name, weights="RUN/best.ckpt")`` runs the network as trained;
+    options given explicitly still win. Files that are not such checkpoints (or unreadable ones, which the weight
+    loader then reports) add nothing.
+    """
+    if not isinstance(weights, (str, os.PathLike)) or not str(weights).endswith(".ckpt"):
+        return {}
+    if not os.path.isfile(weights):
+        return {}
+    import torch
+
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # the weight loader gives the user the proper error
+        return {}
+    meta = checkpoint.get("gim_plugins") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or meta.get("matcher") != name or not isinstance(meta.get("matcher_conf"), dict):
+        return {}
+    return dict(meta["matcher_conf"])
 
 
 def check_device(device: str | torch.device) -> torch.device:

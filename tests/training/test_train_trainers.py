@@ -93,7 +93,10 @@ def _step_and_checkpoint(name: str, tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "last.ckpt", state_dict=trainer.matcher_state_dict(), matcher=name,
                            matcher_conf=trainer.matcher_conf(), preset=name, settings={}, optimizer=optimizer,
                            state=TrainState(1, 0, 1), world_size=1)
-    matcher = load_matcher(name, weights=_validation_weights(name, trainer, path), **trainer.matcher_conf())
+    weights = _validation_weights(name, trainer, path)
+    recorded = trainer.matcher_conf() if isinstance(weights, str) else {}  # applied from the checkpoint itself
+    matcher = load_matcher(name, weights=weights, **({} if recorded else trainer.matcher_conf()))
+    assert all(matcher.conf[k] == v for k, v in trainer.matcher_conf().items()), (matcher.conf, recorded)
     ours = trainer.matcher_state_dict()
     theirs = matcher.state_dict()
     key, value = next((k, v) for k, v in ours.items() if v.dtype.is_floating_point and v.numel() > 1)
@@ -120,6 +123,26 @@ def test_feature_parameter_groups_put_the_backbone_first() -> None:
     assert all("encode" in names[id(p)] for p in backbone) and backbone
     assert not any("encode" in names[id(p)] for p in rest) and rest
     assert trainer.matcher_conf() == {"temp_bug_fix": True}
+
+
+def test_feature_checkpoint_options_apply_unless_given(tmp_path: Path) -> None:
+    """gim_loftr trained here needs temp_bug_fix=True: load_matcher takes it from the checkpoint, an explicit
+    option still wins, and a plain state-dict file adds nothing."""
+    from gim_plugins.matching import load_matcher, recorded_matcher_conf
+    from gim_plugins.training.trainers.loftr import LoFTRTrainer
+
+    state = LoFTRTrainer().matcher_state_dict()
+    ckpt = tmp_path / "best.ckpt"
+    torch.save({"state_dict": state, "gim_plugins": {"matcher": "gim_loftr", "matcher_conf": {"temp_bug_fix": True}}},
+               ckpt)
+    assert recorded_matcher_conf("gim_loftr", str(ckpt)) == {"temp_bug_fix": True}
+    assert recorded_matcher_conf("gim_dkm", str(ckpt)) == {}  # another matcher's checkpoint: nothing applies
+    assert load_matcher("gim_loftr", weights=str(ckpt)).conf.temp_bug_fix is True
+    assert load_matcher("gim_loftr", weights=str(ckpt), temp_bug_fix=False).conf.temp_bug_fix is False
+    plain = tmp_path / "plain.ckpt"
+    torch.save(state, plain)
+    assert recorded_matcher_conf("gim_loftr", str(plain)) == {}
+    assert load_matcher("gim_loftr", weights=str(plain)).conf.temp_bug_fix is False
 
 
 def test_exception_unknown_trainer_option() -> None:

@@ -122,7 +122,8 @@ class GIMLoFTRNetwork(nn.Module):
         self.coarse_matching(seq0, seq1, data, mask_c0=flat0, mask_c1=flat1)
         win0, win1 = self.fine_preprocess(feat_f0, feat_f1, seq0, seq1, data)
         num_matches = win0.shape[0]
-        if torch.onnx.is_in_onnx_export():
+        exporting = torch.onnx.is_in_onnx_export()
+        if exporting:
             # A traced graph keeps no branch, and with no coarse match (M = 0) the fine stage's reshapes would infer a
             # size from an empty tensor, which ONNX Runtime rejects. One extra all-zero window keeps M + 1 ≥ 1; windows
             # are independent in the fine transformer and the fine matching, and the extra row is dropped below.
@@ -131,7 +132,11 @@ class GIMLoFTRNetwork(nn.Module):
             win0, win1 = self.loftr_fine(win0, win1)
         elif num_matches != 0:
             win0, win1 = self.loftr_fine(win0, win1)
-        self.fine_matching(win0, win1, data)  # slices its offsets to the M coarse matches
+        self.fine_matching(win0, win1, data)
+        if exporting:
+            # kornia cuts the fine offsets to ``len(mconf)``, a constant in a traced graph: cut them to M here instead.
+            window = int(self.fine_matching.W)  # the fine window's side (5), a constant of the configuration
+            data["mkpts1_f"] = data["mkpts1_c"] + data["expec_f"][:num_matches, :2] * (window // 2) * FINE_STRIDE
         return {"keypoints0": data["mkpts0_f"], "keypoints1": data["mkpts1_f"], "confidence": data["mconf"],
                 "batch_indexes": data["m_bids"], "expec_f": data["expec_f"][:num_matches]}
 

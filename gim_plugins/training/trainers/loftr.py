@@ -11,8 +11,8 @@ GIM's ``train-gim-loftr`` branch, on the package's network: RGB in [0, 1], the c
   (30 % of the candidates, at least 100 from the ground truth), whose fine targets come from the depth warp.
 
 ``loss = mean(coarse losses) + mean(fine losses)`` over the supervision kinds present, as GIM. The position encoding
-uses ``temp_bug_fix`` (True on GIM's training branch; the released ``gim_loftr_50h`` ran with False — pass
-``temp_bug_fix=true`` to the matcher for weights trained here, which :meth:`LoFTRTrainer.matcher_conf` records).
+uses ``temp_bug_fix`` (True on GIM's training branch; the released ``gim_loftr_50h`` ran with False; the
+checkpoint records it through :meth:`LoFTRTrainer.matcher_conf` and ``load_matcher`` applies it).
 """
 
 from __future__ import annotations
