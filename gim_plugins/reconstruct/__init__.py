@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, Any]) -> Path:
     """Run pairs + match → database → mapping; returns ``summary.json`` (resumable: finished work is skipped).
 
+    With ``shard="i/n"`` only this shard's pairs are matched and its store is returned (a later run without
+    ``shard`` merges the shards and maps); under ``torchrun`` every rank matches its share, rank 0 merges, maps and
+    returns ``summary.json``, the other ranks return their shard's store.
+
     Args:
         conf: options (:data:`DEFAULT_CONF`; unknown keys are errors).
         paths: :class:`ReconstructPaths` or a mapping with ``images`` (folder, searched recursively) and ``out``.
@@ -53,10 +57,20 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
     Raises:
         RuntimeError: another run holds the output folder.
     """
+    import os
+
     from gim_plugins.reconstruct import database, mapping, match
     from gim_plugins.reconstruct.common import ReconstructPaths, output_lock, resolve_conf
 
     conf, paths = resolve_conf(conf), ReconstructPaths.of(paths)
+    if conf.shard or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        with output_lock(paths.out, shared=True):
+            store = match.main(conf, paths)
+        if store != paths.matches:
+            return store  # a shard's store: the merge (a run without shard) maps
+        with output_lock(paths.out, wait=True):  # torchrun's rank 0 merged: map once the other ranks let go
+            database.main(conf, paths)
+            return mapping.main(conf, paths)
     with output_lock(paths.out):
         match.main(conf, paths)
         database.main(conf, paths)
