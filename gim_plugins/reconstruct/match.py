@@ -89,8 +89,22 @@ def merge_shards(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mappi
             added += count
             log.info("merged %d pairs from %s", count, path.name)
             path.unlink()
-    for leftover in (paths.out / "shards").glob("features-*-of-*.h5"):
-        leftover.unlink()
+    shard_features = sorted((paths.out / "shards").glob("features-*-of-*.h5"))
+    if shard_features and matcher.is_sparse:
+        from gim_plugins.features import FeatureCache
+
+        cache = feature_cache(matcher, paths.features)
+        for path in shard_features:
+            try:
+                shard = FeatureCache(matcher, path)
+            except (ValueError, OSError) as exc:
+                log.warning("not merging %s: %s", path.name, exc)
+                continue
+            for key in shard.keys():
+                if key not in cache:
+                    cache.put(key, shard.get(key))
+    for path in shard_features:
+        path.unlink()
     return added
 
 
@@ -170,8 +184,8 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
             done = store.done()
             todo = [pair for pair in mine if pair not in done]
             cache = feature_cache(matcher, features) if matcher.is_sparse else None
-            if cache is not None:
-                needed = sorted({name for pair in todo for name in pair})
+            if cache is not None:  # a shard extracts the images its pairs need, one process all of them
+                needed = names if shard is None else sorted({name for pair in todo for name in pair})
                 for name in tqdm(needed, desc="extract", unit="image", disable=not conf.progress):
                     cache.get(name, paths.images / name)
             extract_seconds = time.perf_counter() - start

@@ -62,7 +62,8 @@ def test_feature_two_shard_processes_equal_one_process(scene_dir: Path, referenc
     assert not (tmp_path / "matches.sqlite").exists()
     # the merge: a run without --shard takes the shards' pairs and matches nothing again
     store = match.main(CONF, ReconstructPaths(scene_dir, tmp_path))
-    assert json.loads((tmp_path / "match.json").read_text())["matched_now"] == 0
+    merged = json.loads((tmp_path / "match.json").read_text())
+    assert merged["matched_now"] == 0 and merged["extracted_now"] == 0  # the shards' features were merged too
     assert not list((tmp_path / "shards").glob("*.sqlite")) and not list((tmp_path / "shards").glob("*.h5"))
     _assert_same(_stored(store), reference)
 
