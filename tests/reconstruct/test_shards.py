@@ -96,3 +96,23 @@ def test_feature_torchrun_two_ranks_match_merge_and_map(scene_dir: Path, referen
     assert (tmp_path / "summary.json").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["registered"] >= 2
     _assert_same(_stored(tmp_path / "matches.sqlite"), reference)
+
+
+def test_feature_cli_scale_options_reach_the_conf(scene_dir: Path) -> None:
+    import argparse
+
+    from gim_plugins.errors import UserError
+    from gim_plugins.reconstruct.cli import build_conf, register
+    from gim_plugins.reconstruct.common import resolve_conf
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["reconstruct", str(scene_dir), "--pairs", "sequential:3+loop:2", "--retrieval", "vlad",
+                              "--shard", "1/4", "--batch-size", "8"])
+    conf = resolve_conf(build_conf(args))
+    assert (conf.pairs, conf.retrieval.backend, conf.shard, conf.batch_size) == ("sequential:3+loop:2", "vlad",
+                                                                                  "1/4", 8)
+    assert conf.retrieval.vocabulary == 64  # the other retrieval options keep their defaults
+    for bad, message in ((["--shard", "4/4"], "0 <= i < n"), (["--batch-size", "0"], "batch-size")):
+        with pytest.raises(UserError, match=message):
+            build_conf(parser.parse_args(["reconstruct", str(scene_dir), *bad]))
