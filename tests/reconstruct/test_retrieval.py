@@ -151,3 +151,17 @@ def test_exception_unknown_hloc_backend(survey, tmp_path) -> None:
     conf = resolve_conf({"matcher": "root_sift", "pairs": "retrieval:3", "retrieval": {"backend": "nope"}})
     with pytest.raises(UserError, match="unknown retrieval backend"):
         image_pairs(conf, ReconstructPaths(images, tmp_path))
+
+
+def test_exception_hloc_backend_without_weights(survey, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("hloc")
+    import torch
+
+    from gim_plugins.errors import UserError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    images, _, _ = survey
+    conf = resolve_conf({"matcher": "root_sift", "pairs": "retrieval:3", "retrieval": {"backend": "netvlad"}})
+    with pytest.raises(UserError, match=r"weights not found at .*netvlad.*retrieval.backend=asmk"):
+        image_pairs(conf, ReconstructPaths(images, tmp_path / "out"))
+    assert not (tmp_path / "hub").exists()  # nothing was downloaded
