@@ -127,8 +127,9 @@ def similarity_from_local(names: Sequence[str], local: Callable[[str], np.ndarra
                           ) -> np.ndarray:
     """``(N, N)`` image similarity from local descriptors (``local(name)`` → ``(M, D)``) with ``conf``'s kernel.
 
-    Reads each image's descriptors twice (vocabulary sample, then aggregation), so only one image's descriptors
-    and the ``(N, k, D)`` aggregates are in memory at a time.
+    Asks for each image's descriptors twice (vocabulary sample, then aggregation) and keeps only the sample and the
+    ``(N, k, D)`` aggregates; whether ``local`` keeps the descriptors themselves is up to it (the pipeline's
+    feature cache does).
     """
     per_image = max(1, int(conf["train_descriptors"]) // max(1, len(names)))
     rng = np.random.default_rng(int(conf["seed"]))
