@@ -248,6 +248,12 @@ class FeatureCache:
         """Match two cached images (extracting whichever is not cached yet)."""
         return self.matcher.match_features(self.get(key0, image0), self.get(key1, image1))
 
+    def put(self, key: str, features: Features) -> None:
+        """Store features extracted elsewhere with the same matcher (e.g. another process's cache of one run)."""
+        if self.path is not None:
+            self._write(key, features)
+        self._memory[key] = features
+
     def _write(self, key: str, features: Features) -> None:
         with self._h5("a") as handle:
             if key in handle:

@@ -19,7 +19,7 @@ import numpy as np
 
 from gim_plugins.errors import InputError
 
-__all__ = ["MatchStore", "StoredPair"]
+__all__ = ["MatchStore", "StoredPair", "stored_pairs"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
@@ -118,7 +118,38 @@ class MatchStore:
         for name0, name1, blob in self._db.execute("SELECT name0, name1, data FROM pairs ORDER BY name0, name1"):
             yield (name0, name1), _unpack(blob)
 
+    def merge_from(self, path: str | os.PathLike[str]) -> int:
+        """Copy the pairs of another store (a shard of the same run) that this one lacks; returns how many.
+
+        Raises:
+            ValueError: the other store holds matches of another matcher or configuration.
+        """
+        with MatchStore(path, self.fingerprint) as other:
+            rows = [row for row in other._db.execute("SELECT name0, name1, data, num_matches, seconds FROM pairs")
+                    if (row[0], row[1]) not in self]
+        with self._db:
+            self._db.executemany("INSERT INTO pairs(name0, name1, data, num_matches, seconds) VALUES(?,?,?,?,?)",
+                                 rows)
+        return len(rows)
+
     def seconds(self) -> float:
         """Total matching time recorded for the stored pairs."""
         return float(self._db.execute("SELECT COALESCE(SUM(seconds), 0) FROM pairs").fetchone()[0])
 
+
+
+def stored_pairs(path: str | os.PathLike[str], fingerprint: str) -> set[tuple[str, str]]:
+    """The pairs a store at ``path`` holds for ``fingerprint`` (empty when it is missing or holds another matcher's
+    matches); read-only, so processes matching shards of the same run can all ask."""
+    if not Path(path).is_file():
+        return set()
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30.0)
+    try:
+        stored = db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+        if stored is None or stored[0] != fingerprint:
+            return set()
+        return {(a, b) for a, b in db.execute("SELECT name0, name1 FROM pairs")}
+    except sqlite3.DatabaseError:
+        return set()
+    finally:
+        db.close()

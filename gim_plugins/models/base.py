@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -232,6 +232,51 @@ class BaseMatcher(nn.Module):
                 image1: torch.Tensor) -> MatchResult:
         """Build a :class:`MatchResult` for two ``(3, H, W)`` inputs."""
         return MatchResult(k0, k1, conf, tuple(image0.shape[-2:]), tuple(image1.shape[-2:]), self.name)
+
+    # ---------------------------------------------------------------------------- precision and batched matching
+
+    precisions: ClassVar[Mapping[str, torch.dtype]] = {}
+    """The spellings of this matcher's ``precision`` option and their compute dtypes (empty: no such option). The
+    option also accepts ``"auto"``: bfloat16 where the device executes it natively, else float32
+    (:mod:`gim_plugins.models.precision`)."""
+    supports_batching: ClassVar[bool] = False
+    """Whether :meth:`match_prepared` runs several pairs in one forward pass (dense warp matchers on a fixed
+    canvas); other matchers match the pairs of a batch one after the other."""
+
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the networks compute in: the ``precision`` option resolved for the matcher's current device."""
+        value = self.conf.get("precision")
+        if value is None or not self.precisions:
+            return torch.float32
+        from gim_plugins.models.precision import resolve_precision
+
+        return resolve_precision(value, self.device, self.precisions)
+
+    def prepare_pair(self, image0: ImageInput, image1: ImageInput) -> Any:
+        """The CPU work of one pair before the network (decoding, conversion); thread-safe, so background workers
+        can run it. Its result goes to :meth:`match_prepared`."""
+        return (to_image_tensor(image0, "image0", self.min_image_size),
+                to_image_tensor(image1, "image1", self.min_image_size))
+
+    def match_prepared(self, prepared: Sequence[Any]) -> list[MatchResult]:
+        """Match pairs made by :meth:`prepare_pair`; one result per pair, in order (here: one pair at a time)."""
+        results = []
+        for im0, im1 in prepared:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                result = self._match(im0, im1)
+            results.append(result.with_timing(total=time.perf_counter() - start))
+        return results
+
+    def match_batch(self, pairs: Sequence[tuple[ImageInput, ImageInput]], *, batch_size: int | None = None,
+                    workers: int | None = None) -> list[MatchResult]:
+        """Match many pairs: images prepared by background workers, ``batch_size`` pairs per forward pass where the
+        matcher supports it (``None``: chosen from free GPU memory, 1 on the CPU). Results in the order of ``pairs``,
+        each equal to :meth:`match` of that pair within float rounding. See :mod:`gim_plugins.models.batching`."""
+        from gim_plugins.models.batching import iter_matches
+
+        items = [(index, image0, image1) for index, (image0, image1) in enumerate(pairs)]
+        return [result for _, result in iter_matches(self, items, batch_size=batch_size, workers=workers)]
 
 
 class SparseMatcher(BaseMatcher):

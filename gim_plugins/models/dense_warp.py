@@ -3,23 +3,37 @@
 Both follow the same recipe in GIM's code (``demo.py``, ``trainer/lightning.py``): centre-pad each image to the
 network's aspect, ``model.match`` for a dense warp and certainty, ``model.sample`` for balanced matches, then
 normalised coordinates → pixels with GIM's filters. :class:`WarpSamplingMatcher` is that recipe once; a subclass
-supplies the network (:meth:`WarpSamplingMatcher.dense`) and its options.
+supplies the network (:meth:`WarpSamplingMatcher.dense` and :meth:`~WarpSamplingMatcher.dense_canvases`) and its
+options.
+
+Batching: both networks resize every input to one fixed canvas (``h×w``, then ``upsample_res``), so the canvases of
+P pairs stack into one forward pass. A pair is split into CPU work (:meth:`~WarpSamplingMatcher.prepare_pair`:
+decode, pad, resize to the canvases, near-black mask; thread-safe, so background workers can run it, with pinned
+memory when the network is on CUDA) and network work (:meth:`~WarpSamplingMatcher.match_prepared`: one forward pass
+for the whole batch, then sampling per pair with the pair's own seeded generator). Each pair's result equals its
+unbatched result within float rounding: the batch items never mix (the GP's per-pair inverse, per-item refiners and
+batch norm in eval mode). ``match(image0, image1)`` is the batch of one. :mod:`gim_plugins.models.batching` chooses
+the batch size and runs the workers.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from gim_plugins.conf import Conf
+from gim_plugins.io import ImageInput, to_image_tensor
+from gim_plugins.models._arch.dkm import canvases
 from gim_plugins.models._arch.dkm_sampling import balanced_sample
 from gim_plugins.models.base import BaseMatcher
 from gim_plugins.types import MatchResult
 
-__all__ = ["WarpSamplingMatcher", "matches_to_keypoints", "padding_to_aspect"]
+__all__ = ["PreparedPair", "WarpSamplingMatcher", "matches_to_keypoints", "padding_to_aspect"]
 
 
 def padding_to_aspect(height: int, width: int, h: int, w: int) -> tuple[int, int, int, int]:
@@ -126,26 +140,123 @@ class WarpSamplingMatcher(BaseMatcher):
         return balanced_sample(warp, certainty, num or self.conf.num_samples, threshold=self.conf.sample_thresh,
                                generator=generator, chunk=self.conf.kde_chunk, kde_dtype=self.kde_dtype)
 
+    # ------------------------------------------------------------------------------------------ batched matching
+
+    supports_batching: ClassVar[bool] = True
+
+    def dense_canvases(self, coarse: torch.Tensor, fine: torch.Tensor | None,
+                       black: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network on the canvases of P pairs (``[A_1 … A_P; B_1 … B_P]``, see
+        :func:`gim_plugins.models._arch.dkm.canvases`): ``(P, H_o, 2·W_o, 4)`` warps and ``(P, H_o, 2·W_o)``
+        certainties."""
+        raise NotImplementedError
+
+    def _canvas_args(self) -> tuple[tuple[int, int], tuple[int, int] | None, float | None]:
+        conf = self.conf
+        return ((conf.h, conf.w), tuple(conf.upsample_res) if conf.upsample else None,
+                conf.get("black_threshold"))
+
+    def _prepare(self, image0: torch.Tensor, image1: torch.Tensor) -> PreparedPair:
+        self._check_size(image0, "image0")
+        self._check_size(image1, "image1")
+        padded0, pad0 = self._pad(image0[None])
+        padded1, pad1 = self._pad(image1[None])
+        size, upsample_res, black_threshold = self._canvas_args()
+        coarse, fine, black = canvases(padded0, padded1, size, upsample_res, black_threshold)
+        return PreparedPair(coarse, fine, black, (tuple(padded0.shape[-2:]), tuple(padded1.shape[-2:])),
+                            (pad0, pad1), (tuple(image0.shape[-2:]), tuple(image1.shape[-2:])))
+
+    def prepare_pair(self, image0: ImageInput, image1: ImageInput) -> PreparedPair:
+        """The CPU work of matching one pair: decode, pad, resize to the network's canvases, near-black mask.
+
+        Thread-safe and independent of the network, so background workers run it while the network matches the
+        previous batch (on CUDA :meth:`match_prepared` then assembles the batch in pinned memory and copies it
+        asynchronously).
+        """
+        im0 = to_image_tensor(image0, "image0", self.min_image_size)
+        im1 = to_image_tensor(image1, "image1", self.min_image_size)
+        with torch.inference_mode():
+            return self._prepare(im0, im1)
+
+    def match_prepared(self, prepared: Sequence[Any]) -> list[MatchResult]:
+        """Match the pairs of :meth:`prepare_pair` in one forward pass; one result per pair, in order.
+
+        Every result equals ``match`` of that pair alone within float rounding; ``timing`` holds the pair's share of
+        the batch's network time (``dense``), its own sampling time and the batch size (``batch``).
+        """
+        if not prepared:
+            return []
+        device = self.device
+        start = time.perf_counter()
+        with torch.inference_mode():
+            coarse = _stack([p.coarse for p in prepared], device)
+            fine = None if prepared[0].fine is None else _stack([p.fine for p in prepared], device)
+            black = None if prepared[0].black is None else _stack([p.black for p in prepared], device)
+            warps, certainties = self.dense_canvases(coarse, fine, black)
+            del coarse, fine, black
+            dense_seconds = (time.perf_counter() - start) / len(prepared)
+            results = [self._sample_result(pair, warp, certainty, dense_seconds)
+                       for pair, warp, certainty in zip(prepared, warps, certainties)]
+        return [r.with_timing(total=r.timing["dense"] + r.timing["sample"], batch=float(len(prepared)))
+                for r in results]
+
+    def _sample_result(self, pair: PreparedPair, warp: torch.Tensor, certainty: torch.Tensor,
+                       dense_seconds: float) -> MatchResult:
+        start = time.perf_counter()
+        if not bool(torch.isfinite(certainty).all()):
+            raise RuntimeError(f"{self.name} produced non-finite certainties (NaN/inf): the weights do not come from "
+                               "a trained network or overflow float32; check the weight files")
+        matches, confidence = self.sample(warp, certainty)
+        k0, k1, confidence = matches_to_keypoints(
+            matches, confidence, pair.padded_sizes, pair.pads, pair.sizes,
+            bounds_filter=self.conf.bounds_filter, drop_zero_confidence=self.conf.drop_zero_confidence)
+        result = MatchResult((k0 - self.gim_keypoint_offset).cpu(), (k1 - self.gim_keypoint_offset).cpu(),
+                             confidence.float().cpu(), pair.sizes[0], pair.sizes[1], self.name)
+        sampled = time.perf_counter() - start
+        return result.with_timing(dense=dense_seconds, sample=sampled)
+
     def _match(self, image0: torch.Tensor, image1: torch.Tensor) -> MatchResult:
         self._check_size(image0, "image0")
         self._check_size(image1, "image1")
         device = self.device
         start = time.perf_counter()
-        padded0, (left0, top0) = self._pad(image0.to(device)[None])
-        padded1, (left1, top1) = self._pad(image1.to(device)[None])
-        padded_sizes = (padded0.shape[-2:], padded1.shape[-2:])
+        padded0, pad0 = self._pad(image0.to(device)[None])
+        padded1, pad1 = self._pad(image1.to(device)[None])
+        pair = PreparedPair(None, None, None, (padded0.shape[-2:], padded1.shape[-2:]), (pad0, pad1),
+                            (tuple(image0.shape[-2:]), tuple(image1.shape[-2:])))
         warp, certainty = self.dense(padded0, padded1)
         del padded0, padded1
-        dense_done = time.perf_counter()
-        if not bool(torch.isfinite(certainty).all()):
-            raise RuntimeError(f"{self.name} produced non-finite certainties (NaN/inf): the weights do not come from "
-                               "a trained network or overflow float32; check the weight files")
-        matches, confidence = self.sample(warp, certainty)
-        del warp, certainty
-        sampled = time.perf_counter()
-        k0, k1, confidence = matches_to_keypoints(
-            matches, confidence, padded_sizes, ((left0, top0), (left1, top1)), (image0.shape[-2:], image1.shape[-2:]),
-            bounds_filter=self.conf.bounds_filter, drop_zero_confidence=self.conf.drop_zero_confidence)
-        result = self._result((k0 - self.gim_keypoint_offset).cpu(), (k1 - self.gim_keypoint_offset).cpu(),
-                              confidence.float().cpu(), image0, image1)
-        return result.with_timing(dense=dense_done - start, sample=sampled - dense_done)
+        return self._sample_result(pair, warp, certainty, time.perf_counter() - start)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedPair:
+    """A pair ready for the network (:meth:`WarpSamplingMatcher.prepare_pair`).
+
+    Attributes:
+        coarse: ``(2, 3, h, w)`` both padded images resized to the coarse canvas.
+        fine: ``(2, 3, H_o, W_o)`` the same at ``upsample_res``, or ``None`` without the refinement pass.
+        black: ``(2, H_o, W_o)`` bool near-black pixels, or ``None`` without ``black_threshold``.
+        padded_sizes: ``(H, W)`` of each padded image.
+        pads: ``(left, top)`` padding of each image.
+        sizes: ``(H, W)`` of each image as given.
+    """
+
+    coarse: torch.Tensor | None
+    fine: torch.Tensor | None
+    black: torch.Tensor | None
+    padded_sizes: tuple[Any, Any]
+    pads: tuple[tuple[int, int], tuple[int, int]]
+    sizes: tuple[Any, Any]
+
+
+def _stack(parts: Sequence[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``[A_1 … A_P; B_1 … B_P]`` on ``device`` from per-pair ``(2, …)`` tensors; for CUDA the batch is assembled
+    in pinned memory (torch's caching host allocator) and copied asynchronously."""
+    items = [p[0:1] for p in parts] + [p[1:2] for p in parts]
+    if device.type != "cuda" or parts[0].device.type != "cpu":
+        return torch.cat(items).to(device)
+    shape = (len(items), *parts[0].shape[1:])
+    batch = torch.empty(shape, dtype=parts[0].dtype, pin_memory=True)
+    torch.cat(items, out=batch)
+    return batch.to(device, non_blocking=True)

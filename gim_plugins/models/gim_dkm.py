@@ -71,7 +71,7 @@ class GIMDKM(WarpSamplingMatcher):
         "sample_thresh": 0.05,  # certainty above which all matches weigh the same in the first draw
         "black_threshold": BLACK_THRESHOLD,  # None: no near-black masking
         "faithful_gp": True,  # keep the original GP's sigma_noise slice behaviour (the weights were trained with it)
-        "precision": "fp32",  # "fp32" or "bf16" (encoder, DFN and refiners in bfloat16 autocast; GP in fp32)
+        "precision": "fp32",  # "fp32", "bf16" (encoder, DFN, refiners in bf16 autocast; GP fp32) or "auto"
         "seed": None,  # int: every match() draws its samples from a generator seeded with it (reproducible)
         "kde_chunk": 2048,  # rows of the sampling KDE computed at once
         "max_image_pixels": 64_000_000,  # larger inputs are refused (memory: see the module docstring)
@@ -80,20 +80,22 @@ class GIMDKM(WarpSamplingMatcher):
         "h": Int(min=32, max=4096), "w": Int(min=32, max=4096), "pad_to_aspect": Bool(), "upsample": Bool(),
         "upsample_res": Seq(Int(min=32, max=8192), length=2), "num_samples": Int(min=1),
         "bounds_filter": Bool(), "drop_zero_confidence": Bool(), "sample_thresh": Float(min=0, max=1),
-        "black_threshold": Float(min=0, max=1) | None, "faithful_gp": Bool(), "precision": Choice(*PRECISIONS),
+        "black_threshold": Float(min=0, max=1) | None, "faithful_gp": Bool(), "precision": Choice(*PRECISIONS, "auto"),
         "seed": Int(min=0) | None, "kde_chunk": Int(min=1), "max_image_pixels": Int(min=1) | None,
     }
     weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME,)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
+    precisions: ClassVar[Mapping[str, torch.dtype]] = PRECISIONS  # and "auto": bf16 where native, else fp32
 
     def _init(self, conf: Conf) -> None:
         for key in ("h", "w"):
             if not isinstance(conf[key], int) or conf[key] < 32:
                 raise ValueError(f"gim_dkm: {key} must be an int ≥ 32 (one stride-32 cell), got {conf[key]!r}")
         self._check_sampling_conf(conf)
-        if conf.precision not in PRECISIONS:
-            raise ValueError(f"gim_dkm: precision must be one of {', '.join(PRECISIONS)}, got {conf.precision!r}")
+        if conf.precision not in (*PRECISIONS, "auto"):
+            raise ValueError(f"gim_dkm: precision must be auto or one of {', '.join(PRECISIONS)}, got "
+                             f"{conf.precision!r}")
         self.net = DKMv3()
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
@@ -106,4 +108,10 @@ class GIMDKM(WarpSamplingMatcher):
         conf = self.conf
         return self.net.dense_match(
             image0, image1, size=(conf.h, conf.w), upsample_res=tuple(conf.upsample_res) if conf.upsample else None,
-            faithful_gp=conf.faithful_gp, black_threshold=conf.black_threshold, dtype=PRECISIONS[conf.precision])
+            faithful_gp=conf.faithful_gp, black_threshold=conf.black_threshold, dtype=self.compute_dtype())
+
+    def dense_canvases(self, coarse: torch.Tensor, fine: torch.Tensor | None,
+                       black: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network on the canvases of P pairs at once (batched matching, see :mod:`.dense_warp`)."""
+        return self.net.dense_match_canvases(coarse, fine, black, faithful_gp=self.conf.faithful_gp,
+                                             dtype=self.compute_dtype())

@@ -64,7 +64,7 @@ class GIMLoFTR(BaseMatcher):
         "temp_bug_fix": False,  # position-encoding variant: False for the released gim_loftr_50h weights
         "max_side": 2048,  # longest accepted processed side (≤ 2048: the position encoding's reach)
         "oversize": "error",  # "error" or "resize" (downscale to max_side) for larger images
-        "precision": "float32",  # or "bfloat16" / "float16": the backbone runs under autocast
+        "precision": "float32",  # or "bfloat16" / "float16" (the backbone under autocast), "auto" (bf16 if native)
         "fast_backbone": True,  # fold batch norms, channels-last (False: the original's exact arithmetic)
         "max_image_pixels": 64_000_000,  # larger inputs are refused before they are converted
     }
@@ -73,7 +73,7 @@ class GIMLoFTR(BaseMatcher):
         "temp_bug_fix": Bool(),
         "max_side": Int(min=32, max=2048),
         "oversize": Choice("error", "resize"),
-        "precision": Choice(*_PRECISIONS),
+        "precision": Choice(*_PRECISIONS, "auto"),
         "fast_backbone": Bool(),
         "max_image_pixels": Int(min=1) | None,
     }
@@ -81,6 +81,8 @@ class GIMLoFTR(BaseMatcher):
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
     accepts_masks: ClassVar[bool] = True  # match(mask0=, mask1=): see the module docstring
+    precisions: ClassVar[Mapping[str, torch.dtype]] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                                                         "float16": torch.float16}
 
     def _init(self, conf: Conf) -> None:
         from gim_plugins.models._arch.loftr import COARSE_STRIDE, MAX_COARSE_CELLS, GIMLoFTRNetwork
@@ -90,13 +92,14 @@ class GIMLoFTR(BaseMatcher):
             raise ConfError(f"gim_loftr: max_side must be in [{self.min_image_size}, {limit}], got {conf.max_side}")
         if conf.oversize not in ("error", "resize"):
             raise ConfError(f"gim_loftr: oversize must be 'error' or 'resize', got {conf.oversize!r}")
-        if conf.precision not in _PRECISIONS:
-            raise ConfError(f"gim_loftr: precision must be one of {', '.join(_PRECISIONS)}, got {conf.precision!r}")
+        if conf.precision not in (*_PRECISIONS, "auto"):
+            raise ConfError(f"gim_loftr: precision must be auto or one of {', '.join(_PRECISIONS)}, got "
+                            f"{conf.precision!r}")
         if not 0.0 <= conf.coarse_threshold < 1.0:
             raise ConfError(f"gim_loftr: coarse_threshold must be in [0, 1), got {conf.coarse_threshold}")
         self.net = GIMLoFTRNetwork(temp_bug_fix=bool(conf.temp_bug_fix), coarse_threshold=conf.coarse_threshold,
                                    fast_backbone=bool(conf.fast_backbone))
-        self.net.backbone_dtype = _PRECISIONS[conf.precision]
+        self.net.backbone_dtype = _PRECISIONS.get(conf.precision)  # "auto": resolved per match for the device
 
     def _load_state_dicts(self, state_dicts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         load_strict(self.net, remap_gim_loftr(state_dicts["gim_loftr_50h"]), "gim_loftr_50h")
@@ -130,6 +133,9 @@ class GIMLoFTR(BaseMatcher):
         color1, scale1 = self.preprocess(image1, "image1")
         coarse0 = self._coarse_mask(mask0, color0) if mask0 is not None or mask1 is not None else None
         coarse1 = self._coarse_mask(mask1, color1) if coarse0 is not None else None
+        if self.conf.precision == "auto":
+            dtype = self.compute_dtype()
+            self.net.backbone_dtype = None if dtype == torch.float32 else dtype
         out = self._network(color0, color1, coarse0, coarse1)
         k0 = out["keypoints0"].float().cpu() * scale0 - 0.5
         k1 = out["keypoints1"].float().cpu() * scale1 - 0.5

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from gim_plugins.conf import Bool, Conf, Float, Int, PathText, Seq
+from gim_plugins.conf import Bool, Choice, Conf, Float, Int, PathText, Seq
 from gim_plugins.models._arch.dinov2 import PATCH_SIZE, Attention
 from gim_plugins.models._arch.grids import BLACK_THRESHOLD
 from gim_plugins.models._arch.roma import RoMa
@@ -34,10 +34,11 @@ from gim_plugins.models.base import WeightsArg
 from gim_plugins.models.dense_warp import WarpSamplingMatcher
 from gim_plugins.models.state_dicts import fit_state_dict, unprefixed_state_dict
 
-__all__ = ["DINOV2_NAME", "PRESETS", "WEIGHT_NAME", "GIMRoMa", "remap_gim_roma"]
+__all__ = ["DINOV2_NAME", "PRECISIONS", "PRESETS", "WEIGHT_NAME", "GIMRoMa", "remap_gim_roma"]
 
 WEIGHT_NAME = "gim_roma_100h"
 DINOV2_NAME = "dinov2_vitl14"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # demo.py: pad to a square, 672² + 1344², 5000 samples, in-image filter.
@@ -72,6 +73,7 @@ class GIMRoMa(WarpSamplingMatcher):
         "black_threshold": BLACK_THRESHOLD,  # None: no near-black masking
         "dinov2_weights": None,  # path of dinov2_vitl14_pretrain.pth (None: weights= or the weights cache)
         "fused_attention": False,  # True: scaled_dot_product_attention (GPU memory/speed; rounding differs)
+        "precision": "fp32",  # "fp32", "bf16" (DINOv2, VGG, decoder, refiners in bf16 autocast; GP fp32) or "auto"
         "seed": None,  # int: every match() draws its samples from a generator seeded with it (reproducible)
         "kde_chunk": 2048,  # rows of the sampling KDE computed at once
         "max_image_pixels": 64_000_000,  # larger inputs are refused
@@ -82,12 +84,13 @@ class GIMRoMa(WarpSamplingMatcher):
         "bounds_filter": Bool(), "drop_zero_confidence": Bool(), "sample_thresh": Float(min=0, max=1),
         "black_threshold": Float(min=0, max=1) | None, "dinov2_weights": PathText() | None,
         "fused_attention": Bool(), "seed": Int(min=0) | None, "kde_chunk": Int(min=1),
-        "max_image_pixels": Int(min=1) | None,
+        "max_image_pixels": Int(min=1) | None, "precision": Choice(*PRECISIONS, "auto"),
     }
     weight_names: ClassVar[tuple[str, ...]] = (WEIGHT_NAME, DINOV2_NAME)
     min_image_size: ClassVar[int] = 32
     gim_keypoint_offset: ClassVar[float] = 0.5
     kde_dtype: ClassVar[torch.dtype | None] = torch.float16  # GIM's RoMa samples with a half-precision KDE
+    precisions: ClassVar[Mapping[str, torch.dtype]] = PRECISIONS  # and "auto": bf16 where native, else fp32
 
     def _init(self, conf: Conf) -> None:
         for key in ("h", "w"):
@@ -95,6 +98,9 @@ class GIMRoMa(WarpSamplingMatcher):
                 raise ValueError(f"gim_roma: {key} must be a multiple of {PATCH_SIZE} (DINOv2's patch) ≥ "
                                  f"{2 * PATCH_SIZE}, got {conf[key]!r}")
         self._check_sampling_conf(conf)
+        if conf.precision not in (*PRECISIONS, "auto"):
+            raise ValueError(f"gim_roma: precision must be auto or one of {', '.join(PRECISIONS)}, got "
+                             f"{conf.precision!r}")
         self.net = RoMa()
         for module in (*self.net.modules(), *self.net.encoder.dinov2.modules()):
             if isinstance(module, Attention):
@@ -123,4 +129,9 @@ class GIMRoMa(WarpSamplingMatcher):
         conf = self.conf
         return self.net.dense_match(image0, image1, size=(conf.h, conf.w),
                                     upsample_res=tuple(conf.upsample_res) if conf.upsample else None,
-                                    black_threshold=conf.black_threshold)
+                                    black_threshold=conf.black_threshold, dtype=self.compute_dtype())
+
+    def dense_canvases(self, coarse: torch.Tensor, fine: torch.Tensor | None,
+                       black: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network on the canvases of P pairs at once (batched matching, see :mod:`.dense_warp`)."""
+        return self.net.dense_match_canvases(coarse, fine, black, dtype=self.compute_dtype())

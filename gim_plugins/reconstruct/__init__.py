@@ -49,6 +49,10 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
          dense: Mapping[str, Any] | None = None) -> Path:
     """Run pairs + match → database → mapping; returns ``summary.json`` (resumable: finished work is skipped).
 
+    With ``shard="i/n"`` only this shard's pairs are matched and its store is returned (a later run without
+    ``shard`` merges the shards and maps); under ``torchrun`` every rank matches its share, rank 0 merges, maps and
+    returns ``summary.json``, the other ranks return their shard's store.
+
     Args:
         conf: options (:data:`DEFAULT_CONF`; unknown keys are errors).
         paths: :class:`ReconstructPaths` or a mapping with ``images`` (folder, searched recursively) and ``out``.
@@ -61,6 +65,8 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
             folder; with ``dense``: no dense method can run here (before anything runs), or the mapping
             made no model.
     """
+    import os
+
     from gim_plugins.errors import UserError
     from gim_plugins.matching import check_device
     from gim_plugins.reconstruct import database, mapping, match
@@ -80,9 +86,7 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
                              device=conf.device)
         dense_conf = dense_step.resolve_dense_conf({**inherited, **{k: v for k, v in dense.items() if v is not None}})
         dense_step.choose_method(dense_conf, dense_conf.matcher)  # fails now, not after the sparse steps
-    with output_lock(paths.out):
-        match.main(conf, paths)
-        database.main(conf, paths)
+    def map_and_densify() -> Path:
         summary = mapping.main(conf, paths)
         if dense_conf is not None:
             if not (paths.model / "images.txt").is_file():
@@ -93,6 +97,19 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
                                 f"to densify (see {summary}); try more images, more pairs or another matcher")
             dense_step.main(dense_conf, paths)
         return summary
+
+    if conf.shard or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        with output_lock(paths.out, shared=True):
+            store = match.main(conf, paths)
+        if store != paths.matches:
+            return store  # a shard's store: the merge (a run without shard) maps
+        with output_lock(paths.out, wait=True):  # torchrun's rank 0 merged: map once the other ranks let go
+            database.main(conf, paths)
+            return map_and_densify()
+    with output_lock(paths.out):
+        match.main(conf, paths)
+        database.main(conf, paths)
+        return map_and_densify()
 
 
 def __getattr__(name: str) -> Any:

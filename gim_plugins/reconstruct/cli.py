@@ -26,7 +26,16 @@ def register(sub: Any) -> None:
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="matcher option (repeatable)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--pairs", default="exhaustive",
-                        help="exhaustive | sequential:K | a pair file with 'name0 name1' lines (default: %(default)s)")
+                        help="exhaustive | sequential:K | sequential:K+loop:L | retrieval:K | a pair file with "
+                             "'name0 name1' lines (default: %(default)s)")
+    parser.add_argument("--retrieval", default=None,
+                        help="image similarity of retrieval:K and loop:L: asmk (default) or vlad on the run's local "
+                             "features, or an hloc network (netvlad, megaloc, openibl, dir) whose weights are present")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="match only shard I of N (0-based) of the pairs; a later run without --shard merges "
+                             "the shards and maps (under torchrun the ranks shard by themselves)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="dense matchers: pairs per forward pass (default: from free GPU memory; 1 on the CPU)")
     parser.add_argument("--engine", choices=("pycolmap", "colmap"), default="pycolmap",
                         help="verification and mapping by pycolmap or by the colmap program (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: IMAGES/../reconstruction)")
@@ -65,7 +74,22 @@ def build_conf(args: argparse.Namespace) -> dict[str, Any]:
     track_conf: dict[str, Any] = {"mode": args.tracks}
     if args.merge_radius is not None:
         track_conf["radius"] = args.merge_radius
-    return {"matcher": args.matcher, "matcher_conf": parse_conf(args.conf), "weights": args.weights,
+    extra: dict[str, Any] = {}
+    if args.retrieval:
+        extra["retrieval"] = {"backend": args.retrieval}
+    if args.shard:
+        from gim_plugins.world import parse_shard
+
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        extra["shard"] = args.shard
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+        extra["batch_size"] = args.batch_size
+    return {**extra, "matcher": args.matcher, "matcher_conf": parse_conf(args.conf), "weights": args.weights,
             "device": args.device, "pairs": args.pairs, "engine": args.engine, "camera": camera,
             "tracks": track_conf, "min_matches": args.min_matches, "overwrite": bool(args.overwrite),
             "progress": not args.no_progress}
@@ -94,6 +118,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = ReconstructPaths(args.images, out)
     conf = build_conf(args)
     summary_path = main(conf, paths, dense=build_dense_conf(args))
+    if summary_path.suffix == ".sqlite":
+        print(f"matched this shard's pairs into {summary_path}; run without --shard to merge and map")
+        return 0
     summary = json.loads(summary_path.read_text())
     if args.export:
         correspondences = load_correspondences(conf, paths)

@@ -20,6 +20,7 @@ from gim_plugins.colmap_ext import tracks
 from gim_plugins.colmap_ext.database import CAMERA_DEFAULTS, CAMERA_MODELS
 from gim_plugins.conf import Anything, Bool, Choice, Conf, Float, Int, PathText, Seq, Str, merge_conf
 from gim_plugins.errors import InputError, UserError
+from gim_plugins.reconstruct.retrieval import DEFAULT_CONF as RETRIEVAL_DEFAULTS
 
 __all__ = ["CONF_SCHEMA", "DEFAULT_CONF", "ENGINES", "OutputInUseError", "ReconstructPaths", "check_paths",
            "output_lock", "read_json", "resolve_conf", "write_json"]
@@ -34,7 +35,10 @@ DEFAULT_CONF: dict[str, Any] = {
     "matcher_conf": {},  # options of the matcher's default_conf
     "weights": None,
     "device": "cpu",
-    "pairs": "exhaustive",  # "exhaustive", "sequential:K" or a pair-list file
+    "pairs": "exhaustive",  # exhaustive, sequential:K, sequential:K+loop:L, retrieval:K or a pair-list file
+    "retrieval": dict(RETRIEVAL_DEFAULTS),  # how retrieval:K and loop:L measure image similarity
+    "shard": None,  # "i/n": match only this share of the pairs (then merge with gim reconstruct --merge-shards)
+    "batch_size": None,  # dense matchers: pairs per forward pass (None: chosen from free GPU memory; 1 on CPU)
     "engine": "pycolmap",  # "pycolmap" or "colmap" (the command-line program)
     "min_matches": 15,  # pairs with fewer matches are left out of the database
     "camera": dict(CAMERA_DEFAULTS),
@@ -56,6 +60,10 @@ CONF_SCHEMA: dict[str, Any] = {
     "weights": PathText() | None,
     "device": Str(),
     "pairs": Str(),
+    "retrieval": {"backend": Str(), "features": Str() | None, "vocabulary": Int(min=2),
+                  "train_descriptors": Int(min=1), "iterations": Int(min=1), "seed": Int(min=0)},
+    "shard": Str() | None,
+    "batch_size": Int(min=1) | None,
     "engine": Choice(*ENGINES),
     "min_matches": Int(min=1),
     "camera": {"camera_model": Choice(*CAMERA_MODELS), "camera_params": Seq(Float()) | None,
@@ -112,6 +120,18 @@ class ReconstructPaths:
         return self.out / "match.json"
 
     @property
+    def retrieval(self) -> Path:
+        return self.out / "retrieval.npz"
+
+    def shard_matches(self, index: int, count: int) -> Path:
+        """The match store of shard ``index`` of ``count`` (merged into :attr:`matches`)."""
+        return self.out / "shards" / f"matches-{index}-of-{count}.sqlite"
+
+    def shard_features(self, index: int, count: int) -> Path:
+        """The feature cache of shard ``index`` of ``count`` (sparse matchers)."""
+        return self.out / "shards" / f"features-{index}-of-{count}.h5"
+
+    @property
     def database(self) -> Path:
         return self.out / "database.db"
 
@@ -166,8 +186,11 @@ def check_paths(paths: ReconstructPaths) -> None:
 
 
 @contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
+def output_lock(out: Path, *, shared: bool = False, wait: bool = False) -> Iterator[None]:
     """Exclusive use of an output folder; removes what a killed run left in temporary folders.
+
+    ``shared``: the match step of a shard, which many processes run at once (an exclusive holder — a merge, the
+    database or mapping step — still keeps them out). ``wait``: block until the folder is free instead of failing.
 
     Raises:
         RuntimeError: another ``gim reconstruct`` holds the folder.
@@ -175,15 +198,17 @@ def output_lock(out: Path) -> Iterator[None]:
     import fcntl
 
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as handle:
+    with open(out / ".lock", "a") as handle:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputInUseError(f"{out} is in use by another gim reconstruct; wait for it or use another --out"
                                    ) from None
-        for stale in [*out.glob(".database.*"), *out.glob(".sparse.*")]:
-            log.info("removing %s left by an interrupted run", stale.name)
-            shutil.rmtree(stale, ignore_errors=True)
+        if not shared:
+            for stale in [*out.glob(".database.*"), *out.glob(".sparse.*")]:
+                log.info("removing %s left by an interrupted run", stale.name)
+                shutil.rmtree(stale, ignore_errors=True)
         try:
             yield
         finally:

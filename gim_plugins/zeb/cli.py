@@ -53,6 +53,8 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--max-pairs", type=int, default=None,
                      help="only the first N pairs of each subset (gluefactory: pairs drawn per subset, default 200)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (under torchrun: cuda = cuda:LOCAL_RANK)")
+    run.add_argument("--batch-size", type=int, default=None,
+                     help="gim_dkm/gim_roma: pairs per forward pass (default: from free GPU memory on CUDA, 1 on CPU)")
     run.add_argument("--version", default=None, help="version token of the dump names (default from the weights)")
     run.add_argument("--rescale", choices=RESCALE_RULES, default=None,
                      help="keypoint mapping back to the original image (default: the matcher's GIM rule)")
@@ -98,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         matcher=args.matcher, weights=args.weights, preset=args.preset, conf=parse_conf(args.conf),
         version=args.version, subsets=args.subsets, max_pairs=args.max_pairs,
         shard=parse_shard(args.shard) if args.shard else None, device=args.device, rescale=args.rescale,
-        progress=not args.no_progress, protocol=args.protocol)
+        progress=not args.no_progress, protocol=args.protocol, batch_size=args.batch_size)
     summary = run(config, args.data, args.out, overwrite=args.overwrite)
     print("\n".join(summary.lines()))
     return 0

@@ -30,6 +30,9 @@ class RunConfig:
         progress: show progress bars (pairs/s) on stderr.
         protocol: ``"gim"`` (GIM's ZEB protocol) or ``"gluefactory"`` (cvg/glue-factory's); see
             :mod:`gim_plugins.zeb.protocols`.
+        batch_size: matchers with batched matching (gim_dkm, gim_roma): pairs per forward pass; ``None`` batches
+            automatically on CUDA (from free memory) and not at all on the CPU. Ignored where padding masks are
+            passed to the matcher (they are per pair).
     """
 
     matcher: str | None = None
@@ -44,3 +47,4 @@ class RunConfig:
     rescale: str | None = None
     progress: bool = True
     protocol: str = "gim"
+    batch_size: int | None = None

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from gim_plugins.zeb.method import Method, build_method
 from gim_plugins.zeb.metrics import evaluate_pair
 from gim_plugins.zeb.store import MethodStore, Record
 from gim_plugins.zeb.world import World, init_world, rank_device
+
+if TYPE_CHECKING:
+    from gim_plugins.types import MatchResult
 
 __all__ = ["RunConfig", "RunSummary", "SubsetStatus", "merge", "run"]
 
@@ -103,22 +106,61 @@ def _prefetch(items: Sequence[Pair], load: Callable[[Pair], Any], depth: int = P
         yield from queue
 
 
-def _evaluate(method: Method, pair: Pair, images: tuple[ZebImage, ZebImage], load_seconds: float,
-              memory: PeakMemory) -> Record:
-    start = time.perf_counter()
-    masks: dict[str, np.ndarray] = {}
+def _masks(method: Method, images: tuple[ZebImage, ZebImage]) -> dict[str, np.ndarray]:
     if method.treatment.padding_mask and (images[0].padded or images[1].padded):
-        masks = {"mask0": images[0].validity_mask(), "mask1": images[1].validity_mask()}
-    result = method.matcher.match(images[0].image, images[1].image, **masks)
+        return {"mask0": images[0].validity_mask(), "mask1": images[1].validity_mask()}
+    return {}
+
+
+def _evaluate(method: Method, pair: Pair, images: tuple[ZebImage, ZebImage], load_seconds: float,
+              memory: PeakMemory, result: MatchResult | None = None) -> Record:
+    """Score one pair; ``result`` is its match when a batch matched it already (else it is matched here)."""
+    start = time.perf_counter()
+    if result is None:
+        result = method.matcher.match(images[0].image, images[1].image, **_masks(method, images))
+        match_seconds = time.perf_counter() - start
+    else:
+        match_seconds = float(result.timing.get("total", 0.0))
     matched = time.perf_counter()
     protocol, treatment = method.protocol, method.treatment
     kpts0 = protocol.keypoints(result.keypoints0.numpy(), images[0], treatment)
     kpts1 = protocol.keypoints(result.keypoints1.numpy(), images[1], treatment)
     metrics = evaluate_pair(kpts0, kpts1, protocol.camera(pair.K0, images[0]), protocol.camera(pair.K1, images[1]),
                             pair.T_0to1, threshold=protocol.ransac_threshold, focal_rule=protocol.focal_rule)
-    seconds = {"load": load_seconds, "match": matched - start, "pose": time.perf_counter() - matched}
+    seconds = {"load": load_seconds, "match": match_seconds, "pose": time.perf_counter() - matched}
     return Record.from_metrics(pair.file, pair.identifier, pair.covisible0, pair.covisible1, metrics, seconds,
                                memory.read())
+
+
+def _batched(method: Method, config: RunConfig) -> bool:
+    """Whether pairs go through batched matching: a batching matcher, on CUDA or with a batch size given, and no
+    padding masks (they are per pair)."""
+    matcher = method.matcher
+    on_cuda = str(getattr(matcher, "device", "cpu")).startswith("cuda")
+    return (bool(getattr(matcher, "supports_batching", False)) and (on_cuda or config.batch_size is not None)
+            and not method.treatment.padding_mask)
+
+
+def _records(method: Method, todo: Sequence[Pair], load: Callable[[Pair], Any], config: RunConfig,
+             memory: PeakMemory) -> Iterator[Record]:
+    """The records of ``todo``, in order: one pair at a time, or batched (:func:`_batched`)."""
+    if not _batched(method, config):
+        for pair, future in _prefetch(todo, load):
+            wait = time.perf_counter()
+            images = future.result()  # read ahead in the background: only the wait counts against throughput
+            yield _evaluate(method, pair, images, time.perf_counter() - wait, memory)
+        return
+    from gim_plugins.models.batching import iter_matches
+
+    def items() -> Iterator[tuple[tuple[Pair, tuple[ZebImage, ZebImage], float], Any, Any]]:
+        for pair, future in _prefetch(todo, load):
+            wait = time.perf_counter()
+            images = future.result()
+            yield (pair, images, time.perf_counter() - wait), images[0].image, images[1].image
+
+    for (pair, images, waited), result in iter_matches(method.matcher, items(), batch_size=config.batch_size,
+                                                        workers=0):
+        yield _evaluate(method, pair, images, waited, memory, result)
 
 
 def _run_subset(method: Method, store: MethodStore, subset: Subset, data_dir: Path, config: RunConfig,
@@ -142,10 +184,7 @@ def _run_subset(method: Method, store: MethodStore, subset: Subset, data_dir: Pa
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="pair", desc=f"{method.name} {subset.key}",
                disable=not config.progress or world.rank != 0, dynamic_ncols=True, file=sys.stderr)
     with store.writer(subset.key, (world.rank, world.size)) as writer, bar:
-        for pair, future in _prefetch(todo, load):
-            wait = time.perf_counter()
-            images = future.result()  # read ahead in the background: only the wait counts against throughput
-            record = _evaluate(method, pair, images, time.perf_counter() - wait, memory)
+        for record in _records(method, todo, load, config, memory):
             writer.append(record)
             bar.update(1)
     world.barrier()

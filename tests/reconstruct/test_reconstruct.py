@@ -202,7 +202,7 @@ def test_smoke_cli(gt_dense, scene_dir, tmp_path, capsys) -> None:
     assert main(args) == 0  # rerun: everything is up to date
     assert "matched now: 0" in capsys.readouterr().out
     assert main(["reconstruct", str(tmp_path / "nothing"), "--matcher", "gt_dense"]) == 2
-    assert "image directory not found" in capsys.readouterr().err
+    assert "image folder not found" in capsys.readouterr().err
 
 
 def test_exception_corrupt_feature_cache_is_replaced(scene_views, tmp_path) -> None:

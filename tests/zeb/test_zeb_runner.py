@@ -204,6 +204,39 @@ def test_feature_dense_matcher_run_uses_preset_and_version(identity_matcher: str
                        "selection.json").read_text()) == ["astronaut-v0-v1.txt", "astronaut-v0-v2.txt"]
 
 
+class _BatchingIdentity(_Identity):
+    """The identity matcher, declaring batched matching and recording the batches it gets."""
+
+    name: ClassVar[str] = "zeb_test_batching"
+    supports_batching: ClassVar[bool] = True
+    batches: ClassVar[list[int]] = []
+
+    def match_prepared(self, prepared):  # type: ignore[no-untyped-def]
+        type(self).batches.append(len(prepared))
+        return super().match_prepared(prepared)
+
+
+def test_feature_batched_run_equals_the_pair_by_pair_run(tiny_zeb: Path, tmp_path: Path):
+    register_matcher("zeb_test_batching", _BatchingIdentity, overwrite=True)
+    try:
+        stores = {}
+        for batch_size in (None, 2):
+            _BatchingIdentity.batches.clear()
+            out = tmp_path / f"batch-{batch_size}"
+            run(RunConfig(matcher="zeb_test_batching", preset="none", conf={"shift": 0.25}, max_pairs=5,
+                          progress=False, batch_size=batch_size), tiny_zeb, out)
+            # without a batch size the CPU matches pair by pair, with one the pairs come in batches of 2
+            assert _BatchingIdentity.batches == ([] if batch_size is None else [2, 2, 1])
+            stores[batch_size] = MethodStore(out, "zeb_test_batching", "vanilla").selected_records("MiniHomography")
+    finally:
+        unregister_matcher("zeb_test_batching")
+    serial, batched = stores[None], stores[2]
+    assert [r.file for r in serial] == [r.file for r in batched] and len(serial) == 5
+    for a, b in zip(serial, batched):
+        assert (a.row, a.num_matches, a.num_inliers) == (b.row, b.num_matches, b.num_inliers)
+        assert set(b.seconds) == {"load", "match", "pose"} and b.seconds["match"] >= 0
+
+
 def test_feature_gim_dkm_uses_the_canvas_rule_and_its_zeb_preset(tiny_zeb: Path, tmp_path: Path):
     """gim_dkm gets GIM's canvas rescaling and corner offset; its ``gim_dkm-zeb`` preset is picked up."""
     import torch

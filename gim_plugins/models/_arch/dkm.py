@@ -40,7 +40,7 @@ from gim_plugins.models._arch.grids import BLACK_THRESHOLD, black_mask, normaliz
 from gim_plugins.models._arch.refiners import ConvRefiner
 from gim_plugins.models._arch.resnet import ResNet50Trunk
 
-__all__ = ["BLACK_THRESHOLD", "CAB", "DFN", "RRB", "DKMDecoder", "DKMEncoder", "DKMv3"]
+__all__ = ["BLACK_THRESHOLD", "CAB", "DFN", "RRB", "DKMDecoder", "DKMEncoder", "DKMv3", "canvases", "symmetric_warp"]
 
 DFN_DIM, FEAT_DIM = 384, 256
 
@@ -201,7 +201,7 @@ class DKMDecoder(nn.Module):
             if scale in COARSE_SCALES:
                 assert context is not None
                 context = resize(context, sizes[scale])
-                embedding = self.gps[key](f[:q], f[list(support)], faithful=faithful_gp)
+                embedding = self.gps[key](f[:q], f[list(support)], faithful=faithful_gp, pairs=b // 2)
                 flow, certainty, context = self.embedding_decoder(embedding, f[:q], context, scale)
                 flow, certainty = flow.float(), certainty.float()
                 del embedding
@@ -233,10 +233,8 @@ class DKMv3(nn.Module):
         self.encoder = DKMEncoder()
         self.decoder = DKMDecoder()
 
-    def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
-                 coarsest: int) -> dict[int, torch.Tensor]:
-        """Encoder features of the batch ``[A; B]`` resized to ``size`` (stride 1: the resized images, float32)."""
-        batch = torch.cat((resize(image_a, size), resize(image_b, size)))
+    def _pyramid(self, batch: torch.Tensor, coarsest: int) -> dict[int, torch.Tensor]:
+        """Encoder features of the resized batch ``[A…; B…]`` (stride 1: the resized images themselves, float32)."""
         feats = self.encoder(batch.contiguous(memory_format=torch.channels_last), coarsest=coarsest)
         feats[1] = batch
         return feats
@@ -261,26 +259,79 @@ class DKMv3(nn.Module):
             half: A grid → B, right half: B grid → A) and ``certainty`` ``(H_o, 2·W_o)`` in [0, 1], where
             ``(H_o, W_o)`` is ``upsample_res`` or ``size``.
         """
-        autocast = (torch.autocast(image_a.device.type, dtype=dtype) if dtype != torch.float32
+        coarse, fine, black = canvases(image_a, image_b, size, upsample_res, black_threshold)
+        warp, certainty = self.dense_match_canvases(coarse, fine, black, faithful_gp=faithful_gp, dtype=dtype)
+        return warp[0], certainty[0]
+
+    def dense_match_canvases(self, coarse: torch.Tensor, fine: torch.Tensor | None, black: torch.Tensor | None, *,
+                             faithful_gp: bool = True,
+                             dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`dense_match` of P pairs at once, from their canvases (see :func:`canvases`).
+
+        Args:
+            coarse: ``(2P, 3, h, w)`` the images resized for the coarse pass, ``[A_1 … A_P; B_1 … B_P]``.
+            fine: ``(2P, 3, H_o, W_o)`` the same resized for the refinement pass, or ``None`` to skip it.
+            black: ``(2P, H_o, W_o)`` bool, the near-black pixels whose certainty is zeroed, or ``None``.
+            faithful_gp: the original GP slice behaviour, per pair (see :class:`GP`).
+            dtype: compute dtype of the encoder and refiners.
+
+        Returns:
+            ``warp`` ``(P, H_o, 2·W_o, 4)`` and ``certainty`` ``(P, H_o, 2·W_o)`` (as :meth:`dense_match`, per pair).
+        """
+        autocast = (torch.autocast(coarse.device.type, dtype=dtype) if dtype != torch.float32
                     else contextlib.nullcontext())
         with autocast:
-            coarse = self.decoder(self._pyramid(image_a, image_b, size, 32), faithful_gp=faithful_gp, keep=(16, 1))
-            out_size = tuple(upsample_res) if upsample_res is not None else tuple(size)
-            attenuation = resize(coarse[16][1], out_size)
+            out = self.decoder(self._pyramid(coarse, 32), faithful_gp=faithful_gp, keep=(16, 1))
+            out_size = tuple(fine.shape[-2:]) if fine is not None else tuple(coarse.shape[-2:])
+            attenuation = resize(out[16][1], out_size)
             attenuation = 0.5 * attenuation * (attenuation < 0)
-            flow, certainty = coarse[1]
-            del coarse
-            if upsample_res is not None:
-                feats = self._pyramid(image_a, image_b, out_size, 8)
+            flow, certainty = out[1]
+            del out
+            if fine is not None:
+                feats = self._pyramid(fine, 8)
                 flow, certainty = self.decoder(feats, flow=flow, certainty=certainty, faithful_gp=faithful_gp)[1]
         certainty = (certainty - attenuation).sigmoid()
         del attenuation
-        flow = flow.permute(0, 2, 3, 1)
-        certainty[(flow.abs() > 1).any(dim=-1)[:, None]] = 0
-        if black_threshold is not None:
-            certainty[0, 0][black_mask(image_a, out_size, black_threshold)] = 0
-            certainty[1, 0][black_mask(image_b, out_size, black_threshold)] = 0
-        flow = flow.clamp(-1, 1)
-        grid = normalized_grid(*out_size, flow.device).permute(1, 2, 0)
-        warp = torch.cat((torch.cat((grid, flow[0]), dim=-1), torch.cat((flow[1], grid), dim=-1)), dim=1)
-        return warp, torch.cat((certainty[0, 0], certainty[1, 0]), dim=1)
+        return symmetric_warp(flow, certainty, black)
+
+
+def canvases(image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
+             upsample_res: tuple[int, int] | None, black_threshold: float | None
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """What the networks read of a pair: ``[A; B]`` resized to ``size`` and to ``upsample_res`` (or ``None``), and
+    the near-black mask at the output resolution (or ``None`` without ``black_threshold``).
+
+    Args:
+        image_a: ``(1, 3, H, W)`` float32 RGB in [0, 1] (already padded).
+        image_b: ``(1, 3, H', W')``.
+
+    Returns:
+        ``(coarse (2, 3, h, w), fine (2, 3, H_o, W_o) | None, black (2, H_o, W_o) | None)``. Canvases of P pairs
+        are concatenated as ``[A_1 … A_P; B_1 … B_P]`` for :meth:`DKMv3.dense_match_canvases` (also RoMa's).
+    """
+    coarse = torch.cat((resize(image_a, size), resize(image_b, size)))
+    fine = None if upsample_res is None else torch.cat((resize(image_a, upsample_res), resize(image_b, upsample_res)))
+    out_size = tuple(upsample_res) if upsample_res is not None else tuple(size)
+    black = None if black_threshold is None else torch.stack(
+        (black_mask(image_a, out_size, black_threshold), black_mask(image_b, out_size, black_threshold)))
+    return coarse, fine, black
+
+
+def symmetric_warp(flow: torch.Tensor, certainty: torch.Tensor, black: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair warps from the decoder's ``[A…; B…]`` output (flow ``(2P, 2, H, W)``, certainty ``(2P, 1, H, W)``).
+
+    Certainty is zeroed where the flow leaves [-1, 1] and on near-black pixels; the flow is clamped to [-1, 1].
+
+    Returns:
+        ``warp`` ``(P, H, 2W, 4)`` (left half: A grid → B, right half: B grid → A) and ``certainty`` ``(P, H, 2W)``.
+    """
+    pairs = flow.shape[0] // 2
+    flow = flow.permute(0, 2, 3, 1)
+    certainty[(flow.abs() > 1).any(dim=-1)[:, None]] = 0
+    if black is not None:
+        certainty[:, 0][black] = 0
+    flow = flow.clamp(-1, 1)
+    grid = normalized_grid(*flow.shape[1:3], flow.device).permute(1, 2, 0)[None].expand(pairs, -1, -1, -1)
+    warp = torch.cat((torch.cat((grid, flow[:pairs]), dim=-1), torch.cat((flow[pairs:], grid), dim=-1)), dim=2)
+    return warp, torch.cat((certainty[:pairs, 0], certainty[pairs:, 0]), dim=2)

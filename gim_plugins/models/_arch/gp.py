@@ -54,12 +54,16 @@ class GP(nn.Module):
         coords = normalized_grid(h, w, device).permute(1, 2, 0).contiguous()[None].expand(batch, h, w, 2)
         return torch.cos(8 * math.pi * self.pos_conv(coords.permute(0, 3, 1, 2)))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, *, faithful: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, *, faithful: bool = True, pairs: int = 1) -> torch.Tensor:
         """Embed ``x`` (B, C, h1, w1) conditioned on ``y`` (B, C, h2, w2); returns ``(B, gp_dim, h1, w1)``.
 
         ``faithful`` keeps the original's behaviour for N = h2·w2 > 2000: every batch item uses the inverse built
         from batch item 0's conditioning features (the original adds a batch-1 noise tensor sliced per batch item, so
         for items ≥ 1 the slice is empty and the one inverse is broadcast). Inverses are taken one matrix at a time.
+
+        ``pairs``: the batch holds ``pairs`` image pairs laid out ``[A_1 … A_P; B_1 … B_P]`` (batched matching); the
+        faithful behaviour then applies per pair, as if each pair ran alone: item k uses the inverse of item
+        ``k mod P``.
         """
         with no_autocast():
             x, y = x.float(), y.float()
@@ -69,11 +73,15 @@ class GP(nn.Module):
             f = self.basis(h2, w2, y.device, b).flatten(2).transpose(1, 2)  # (B, N, D)
             x, y = x.flatten(2).transpose(1, 2), y.flatten(2).transpose(1, 2)
             noise = SIGMA_NOISE * torch.eye(n, device=y.device)[None]
-            items = 1 if faithful and n > GP_LOOP_THRESHOLD else b
+            items = pairs if faithful and n > GP_LOOP_THRESHOLD else b
+            if b % items:
+                raise ValueError(f"a batch of {b} items cannot hold {pairs} symmetric pairs")
             inverse = torch.cat([torch.linalg.inv(cos_kernel(y[k : k + 1], y[k : k + 1]) + noise)
                                  for k in range(items)])
             del noise
-            weights = inverse.matmul(f)  # (items, N, D); broadcasts over the batch when items == 1
+            weights = inverse.matmul(f[:items] if 1 < items < b else f)  # (items, N, D)
             del inverse
+            if 1 < items < b:  # item k uses pair (k mod P)'s inverse; a single inverse broadcasts by itself
+                weights = weights.repeat(b // items, 1, 1)
             mu = cos_kernel(x, y).matmul(weights)
             return mu.transpose(1, 2).reshape(b, self.dim, h1, w1)

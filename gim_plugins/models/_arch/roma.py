@@ -22,6 +22,7 @@ the coarse path therefore keeps the original's operations *and* tensor layouts. 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 
@@ -29,8 +30,9 @@ import torch
 from torch import nn
 
 from gim_plugins.models._arch.dinov2 import Block, DinoV2ViTL14
+from gim_plugins.models._arch.dkm import canvases, symmetric_warp
 from gim_plugins.models._arch.gp import GP
-from gim_plugins.models._arch.grids import BLACK_THRESHOLD, black_mask, normalized_grid, resize
+from gim_plugins.models._arch.grids import BLACK_THRESHOLD, normalized_grid, resize
 from gim_plugins.models._arch.refiners import ConvRefiner
 from gim_plugins.models.state_dicts import fit_state_dict
 
@@ -201,6 +203,7 @@ class RoMaDecoder(nn.Module):
                 q = len(support)
                 embedding = self.gps[key](f[:q], f[list(support)], faithful=False)
                 logits, certainty = self.embedding_decoder(embedding, f[:q])
+                logits, certainty = logits.float(), certainty.float()
                 flow = cls_to_flow(logits)
                 if coarse is not None:
                     coarse.update(gm_cls=logits, gm_certainty=certainty)
@@ -240,15 +243,14 @@ class RoMa(nn.Module):
         """Check a DINOv2 state dict without loading it (:func:`~gim_plugins.models.state_dicts.fit_state_dict`)."""
         return fit_state_dict(self.encoder.dinov2, state_dict, "DINOv2 ViT-L/14 (dinov2_vitl14_pretrain.pth)")
 
-    def _pyramid(self, image_a: torch.Tensor, image_b: torch.Tensor, size: tuple[int, int],
-                 coarse: bool) -> dict[int, torch.Tensor]:
-        batch = torch.cat((resize(image_a, size), resize(image_b, size)))
+    def _pyramid(self, batch: torch.Tensor, coarse: bool) -> dict[int, torch.Tensor]:
         return self.encoder(batch, coarse=coarse)
 
     @torch.inference_mode()
     def dense_match(self, image_a: torch.Tensor, image_b: torch.Tensor, *, size: tuple[int, int] = (672, 672),
                     upsample_res: tuple[int, int] | None = (1344, 1344),
-                    black_threshold: float | None = BLACK_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+                    black_threshold: float | None = BLACK_THRESHOLD,
+                    dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense symmetric warp between two images (GIM's ``RegressionMatcher.match``, symmetric).
 
         Args:
@@ -257,30 +259,39 @@ class RoMa(nn.Module):
             size: ``(h, w)`` of the coarse pass (multiples of 14: DINOv2's patch).
             upsample_res: ``(h, w)`` of the refinement-only second pass, or ``None`` to skip it.
             black_threshold: certainty is zeroed where all channels of the input are below it (None: off).
+            dtype: compute dtype of DINOv2, VGG, the transformer decoder and the refiners (bfloat16 autocast; the
+                GP, the anchor soft-argmax and the flow updates stay float32).
 
         Returns:
             ``warp`` ``(H_o, 2·W_o, 4)`` of ``(x_A, y_A, x_B, y_B)`` in normalised coordinates (left half: A grid →
             B, right half: B grid → A) and ``certainty`` ``(H_o, 2·W_o)`` in [0, 1]; ``(H_o, W_o)`` is
             ``upsample_res`` or ``size``.
         """
-        coarse = self.decoder(self._pyramid(image_a, image_b, size, True), keep=(16, 1))
-        out_size = tuple(upsample_res) if upsample_res is not None else tuple(size)
-        attenuation = resize(coarse[16][1], out_size)
-        attenuation = 0.5 * attenuation * (attenuation < 0)
-        flow, certainty = coarse[1]
-        del coarse
-        if upsample_res is not None:
-            scale_factor = math.sqrt(out_size[0] * out_size[1] / (size[0] * size[1]))
-            feats = self._pyramid(image_a, image_b, out_size, False)
-            flow, certainty = self.decoder(feats, flow=flow, certainty=certainty, scale_factor=scale_factor)[1]
+        coarse, fine, black = canvases(image_a, image_b, size, upsample_res, black_threshold)
+        warp, certainty = self.dense_match_canvases(coarse, fine, black, dtype=dtype)
+        return warp[0], certainty[0]
+
+    @torch.inference_mode()
+    def dense_match_canvases(self, coarse: torch.Tensor, fine: torch.Tensor | None, black: torch.Tensor | None, *,
+                             dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`dense_match` of P pairs at once from their canvases (:func:`~gim_plugins.models._arch.dkm.canvases`:
+        ``coarse`` ``(2P, 3, h, w)`` as ``[A_1 … A_P; B_1 … B_P]``, ``fine`` ``(2P, 3, H_o, W_o)`` or ``None``,
+        ``black`` ``(2P, H_o, W_o)`` or ``None``); returns ``(P, H_o, 2·W_o, 4)`` warps and ``(P, H_o, 2·W_o)``
+        certainties."""
+        size = tuple(coarse.shape[-2:])
+        autocast = (torch.autocast(coarse.device.type, dtype=dtype) if dtype != torch.float32
+                    else contextlib.nullcontext())
+        with autocast:
+            out = self.decoder(self._pyramid(coarse, True), keep=(16, 1))
+            out_size = tuple(fine.shape[-2:]) if fine is not None else size
+            attenuation = resize(out[16][1], out_size)
+            attenuation = 0.5 * attenuation * (attenuation < 0)
+            flow, certainty = out[1]
+            del out
+            if fine is not None:
+                scale_factor = math.sqrt(out_size[0] * out_size[1] / (size[0] * size[1]))
+                feats = self._pyramid(fine, False)
+                flow, certainty = self.decoder(feats, flow=flow, certainty=certainty, scale_factor=scale_factor)[1]
         certainty = (certainty - attenuation).sigmoid()
         del attenuation
-        flow = flow.permute(0, 2, 3, 1)
-        certainty[(flow.abs() > 1).any(dim=-1)[:, None]] = 0
-        if black_threshold is not None:
-            certainty[0, 0][black_mask(image_a, out_size, black_threshold)] = 0
-            certainty[1, 0][black_mask(image_b, out_size, black_threshold)] = 0
-        flow = flow.clamp(-1, 1)
-        grid = normalized_grid(*out_size, flow.device).permute(1, 2, 0)
-        warp = torch.cat((torch.cat((grid, flow[0]), dim=-1), torch.cat((flow[1], grid), dim=-1)), dim=1)
-        return warp, torch.cat((certainty[0, 0], certainty[1, 0]), dim=1)
+        return symmetric_warp(flow, certainty, black)
