@@ -17,24 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from gim_plugins.machine import cpu_name
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 class Library:
@@ -67,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"cannot drive the page: {missing}", file=sys.stderr)
         return 2
-    print(f"CPU: {_cpu()}; load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
+    print(f"CPU: {cpu_name()}; load average at start {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}")
     library = Library(args.matcher)
     page, base = [], []
     with tempfile.TemporaryDirectory() as tmp, serve("--matcher", args.matcher, log=Path(tmp) / "server.log") as url:

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from gim_plugins.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # the ground-truth model writer, accuracy measure and ground-truth matcher are the tests' own
@@ -44,14 +45,6 @@ GT_CONFS = {"gt": {"num_matches": 5000, "noise": 0.5, "outliers": 0.05},
             "gt-hard": {"num_matches": 5000, "noise": 1.0, "outliers": 0.2}}
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _views(count: int) -> list:
@@ -156,7 +149,7 @@ def main() -> None:
         print(json.dumps(run_one(args)))
         return
     runs = [*args.matchers, *(f"{name}@random" for name in args.random)] + (["end-to-end"] if args.end_to_end else [])
-    print(f"CPU: {_cpu()}, {len(__import__('os').sched_getaffinity(0))} cores; {args.views} views, "
+    print(f"CPU: {cpu_name()}; {args.views} views, "
           f"{args.neighbours} neighbours per image")
     results = []
     for run in runs:

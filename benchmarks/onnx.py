@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gim_plugins.machine import cpu_name
+
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # this file would shadow the onnx package
 
@@ -38,14 +39,6 @@ BACKENDS = ("torch", "onnxruntime", "onnxruntime-basic")
 SIZES = {"aliked_lightglue": (500, 741), "gim_lightglue": (496, 736), "gim_loftr": (496, 736)}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def _synthetic(name: str):  # type: ignore[no-untyped-def]
@@ -170,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gim_plugins.matching import weights_available
 
-    print(f"CPU: {cpu_model()}; threads {args.threads}; median of {args.repeats} runs after one warm-up")
+    print(f"CPU: {cpu_name()}; threads {args.threads}; median of {args.repeats} runs after one warm-up")
     root = args.onnx_root or Path(tempfile.mkdtemp(prefix="gim_onnx_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     measured: dict[str, dict[str, dict[str, float]]] = {}
@@ -194,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if "aliked_lightglue" in measured:
         pruning_effect(args.repeats)
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_model(), "threads": args.threads, "results": measured}, indent=2))
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "results": measured}, indent=2))
     return 0
 
 

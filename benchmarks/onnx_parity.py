@@ -12,22 +12,18 @@ the other within 1e-3 px in all four coordinates, and the largest coordinate dif
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from gim_plugins.machine import cpu_name
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # benchmarks/onnx.py would shadow onnx
 sys.path.insert(0, str(HERE.parent / "tests" / "export"))
 
 
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{os.cpu_count()} cores"
 
 
 def _rows(result):  # type: ignore[no-untyped-def]
@@ -77,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from gim_plugins.export.onnx_export import main as export
     from gim_plugins.matching import weights_available
 
-    print(f"CPU: {_cpu()}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
     confs = {
         "aliked_lightglue": {"size": SIZE},
         "gim_lightglue": {"weights": gim_lightglue_weights(), "matcher_conf": {"filter_threshold": 0.0},

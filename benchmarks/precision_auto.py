@@ -13,19 +13,10 @@ number of matches of each variant.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from gim_plugins.machine import cpu_name
 
 
 def _pair(height: int, width: int):  # type: ignore[no-untyped-def]
@@ -64,7 +55,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     height, width = (int(v) for v in args.size.split("x"))
     image0, image1 = _pair(height, width)
-    print(f"# precision auto vs fp32 — {_cpu_model()}, {args.threads} threads, torch {torch.__version__}, "
+    print(f"# precision auto vs fp32 — {cpu_name()}, {args.threads} threads, torch {torch.__version__}, "
           f"{args.size}, median of {args.reps} interleaved calls after 1 warm-up")
     print(f"# {describe_precision(args.device)}")
     print(f"{'matcher':>10} {'fp32 s':>8} {'auto s':>8} {'auto/fp32':>9} {'fp32 matches':>12} {'auto matches':>12}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,15 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from gim_plugins.machine import cpu_name
 
 
 def _conf(args: argparse.Namespace, pairs: str) -> dict:
@@ -119,7 +110,7 @@ def main() -> None:
     torch_threads(args.threads)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sfm_scale_"))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    print(f"# sfm_scale — {_cpu_model()}, {os.cpu_count()} cores visible, {args.threads} threads, "
+    print(f"# sfm_scale — {cpu_name()}, {os.cpu_count()} cores visible, {args.threads} threads, "
           f"{args.matcher} ({args.max_keypoints} keypoints), survey views of 288×192 px")
     print(f"{'N':>3} {'pairs':>13} {'extract s':>9} {'wall s':>7} {'matched':>7} {'true %':>6} {'RSS MB':>7} "
           f"{'registered':>10} {'centre med mm':>13} {'centre max mm':>13}", flush=True)

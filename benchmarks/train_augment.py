@@ -12,16 +12,16 @@ Dark augmentation is drawn with GIM's probabilities (``--every-op``: every image
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
 import torch
 
+from gim_plugins.machine import cpu_name
+
 
 def machine(device: str) -> str:
-    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    cpu = cpu_name()
     cpu += f", torch threads {torch.get_num_threads()}"
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{cpu}; GPU {torch.cuda.get_device_name(torch.device(device))}"

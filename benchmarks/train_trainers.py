@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from gim_plugins.machine import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINERS = ("gim_lightglue", "aliked_lightglue", "gim_loftr", "gim_dkm", "gim_roma")
@@ -32,15 +33,7 @@ DF = {"gim_roma": 14}  # RoMa's DINOv2 patch: sizes are rounded to its multiple
 def machine(device: str) -> str:
     import torch
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}"
+    text = f"{cpu_name()}, torch {torch.__version__}, threads {torch.get_num_threads()}"
     try:
         text += f", load average {os.getloadavg()[0]:.1f}"
     except OSError:

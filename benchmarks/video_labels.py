@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -25,15 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+from gim_plugins.machine import cpu_name
 
 
 def seek_decode(video: Path, frames: list[int]) -> float:
@@ -88,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     video = fetch_samples(["bikes"])[0]
-    print(f"machine: {_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads; python "
+    print(f"machine: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; python "
           f"{platform.python_version()}")
-    results: dict[str, Any] = {"machine": _cpu(), "threads": args.threads}
+    results: dict[str, Any] = {"machine": cpu_name(), "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="gim-video-bench-") as tmp:
         root = Path(tmp) / "out"
         began = time.perf_counter()

@@ -3,7 +3,7 @@
 core ← host adapters ← pipelines ← cli: a module may name modules of its own layer or of layers below, never above.
 
 - core: ``types conf errors io geometry weights models registry matching features h5io viz datasets atomic world
-  _bootstrap _host_hooks export`` (and the package ``__init__``); its modules may use each other.
+  machine _bootstrap _host_hooks export`` (and the package ``__init__``); its modules may use each other.
 - host adapters: ``hloc_ext kornia_ext colmap_ext``; they never name each other.
 - pipelines: ``zeb reconstruct training app view`` (subpackages such as ``training.video`` belong to their unit);
   they may use any adapter, and no other pipeline except ``training`` → ``zeb``.
@@ -35,7 +35,7 @@ PACKAGE = REPO / "gim_plugins"
 
 LAYERS = {
     "core": ("types", "conf", "errors", "io", "geometry", "weights", "models", "registry", "matching", "features",
-             "h5io", "viz", "datasets", "atomic", "world", "_bootstrap", "_host_hooks", "export"),
+             "h5io", "viz", "datasets", "atomic", "world", "machine", "_bootstrap", "_host_hooks", "export"),
     "adapter": ("hloc_ext", "kornia_ext", "colmap_ext"),
     "pipeline": ("zeb", "reconstruct", "training", "app", "view"),
     "cli": ("cli", "__main__"),
