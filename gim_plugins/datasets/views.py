@@ -175,18 +175,15 @@ class SceneView:
     @property
     def center(self) -> np.ndarray:
         """Camera centre in world coordinates (metres)."""
-        return -self.R.T @ self.t
+        return self.camera.center
 
     def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project ``(N, 3)`` world points: ``(N, 2)`` pixels and ``(N,)`` depths (pixels are NaN behind the camera)."""
-        points = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
-        uv, z = project_rows(self.K, self.R, self.t, points.T)
-        return uv.T, z
+        return self.camera.project(points_world)
 
     def backproject(self, pixels: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """World points ``(N, 3)`` of ``(N, 2)`` pixels at the given camera-frame depths ``(N,)``."""
-        uv = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-        return backproject_rows(self.K, self.R, self.t, uv.T, np.asarray(depth, dtype=np.float64).ravel()).T
+        return self.camera.backproject(pixels, depth)
 
 
 @dataclass(frozen=True, eq=False)
