@@ -326,7 +326,10 @@ def _label_video(layout: Layout, vid: str, labellers: list[_Labeller], masker: A
     source = next((lab for lab in labellers if lab.name == zoom_source), labellers[0])
     for lab, zoomed in passes:  # every plain pass before any zoomed one: a zoomed pass reads the plain labels
         stats = _run_pass(layout, info, lab, masker, cfg, work, zoomed, source, record_shard)
-        summary[f"{lab.method} {'T' if zoomed else 'F'}"] = stats
+        key = f"{lab.method} {'T' if zoomed else 'F'}"
+        if stats["processed"] == 0 and key in summary:  # nothing left to do: keep the run that did the work
+            stats = {**summary[key], "pairs": stats["pairs"], "labelled": stats["labelled"]}
+        summary[key] = stats
     write_json(summary_path, summary)
 
 

@@ -104,6 +104,20 @@ def test_feature_zoom_pass_reads_the_plain_labels(labelled: Path) -> None:
     assert summary["SIFT F"]["pairs"] == 10 and summary["SIFT F"]["pairs_per_second"] > 0
 
 
+def test_feature_rerun_keeps_the_summary_of_the_run_that_labelled(decoded: Path, tmp_path: Path) -> None:
+    """A rerun with nothing left to label changes no label file and keeps the first run's numbers in the summary."""
+    root = tmp_path / "out"
+    shutil.copytree(decoded, root, symlinks=True)
+    conf = {"labellers": ["root_sift"], "labeller_conf": FAST_SIFT, "masks": "none", "skips": [10],
+            "progress": False}
+    label.main(conf, VideoPaths(root))
+    summary = Layout(root).summary("bikes", "label")
+    first, labels = summary.read_text(), tree_digest(root, "pseudo")
+    assert json.loads(first)["SIFT F"]["processed"] > 0
+    label.main(conf, VideoPaths(root))
+    assert summary.read_text() == first and tree_digest(root, "pseudo") == labels
+
+
 def test_feature_sharded_labels_equal_unsharded(decoded: Path, labelled: Path, tmp_path: Path) -> None:
     """Two independent shard jobs: the second to finish merges; files equal the unsharded run's plain pass."""
     root = tmp_path / "out"
