@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gim_plugins import registry
+from gim_plugins.errors import InputError
 from gim_plugins.models.base import BaseMatcher
 
 
@@ -24,7 +25,7 @@ class GridMatcher(BaseMatcher):
 
     def _init(self, conf):
         if conf.step <= 0:
-            raise ValueError(f"step must be positive, got {conf.step}")
+            raise InputError(f"step must be positive, got {conf.step}")  # a user error, as the package's own checks
         self.scale = torch.nn.Parameter(torch.ones(1))
 
     def _match(self, image0, image1):
