@@ -83,11 +83,20 @@ def test_feature_reconstruct_interrupted_at_several_points_resumes_to_the_same_m
     (verification or mapping), then a full rerun: the same matches, verified pairs and model as without them."""
     out = tmp_path / "out"
     argv = ("reconstruct", scene_images, "--out", out, *RECON)
-    steps = [(signal.SIGINT, lambda: _stored_pairs(out) >= 1),
-             (signal.SIGTERM, lambda: _stored_pairs(out) >= 3),
-             (signal.SIGKILL, lambda: _stored_pairs(out) >= 6),
-             (signal.SIGTERM, lambda: (out / "database.db").exists() or (out / "database.json").exists())]
-    for sig, ready in steps:
+    # each signal once the run has stored new pairs of its own (so it is past start-up), the last once the
+    # database is being built
+    steps = [(signal.SIGINT, 1), (signal.SIGTERM, 2), (signal.SIGKILL, 2), (signal.SIGTERM, None)]
+    for sig, new_pairs in steps:
+        before = _stored_pairs(out)
+        if new_pairs is None:
+            def database() -> bool:
+                return (out / "database.db").exists() or (out / "database.json").exists()
+
+            def ready(existed: bool = database()) -> bool:  # a database left by an earlier step is no sign
+                return database() and not existed
+        else:
+            def ready(before: int = before, new_pairs: int = new_pairs) -> bool:
+                return _stored_pairs(out) >= before + new_pairs
         code, err, phase = _interrupt(argv, sig, ready)
         _check_interrupted(code, err, sig, phase)
         assert not list(out.glob(".database.*")) or sig == signal.SIGKILL  # temporary folders are cleaned up
