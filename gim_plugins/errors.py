@@ -22,14 +22,16 @@ its ``finally`` blocks, keeps its finished work and ends with one line and statu
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USER_ERROR", "InputError", "MissingDependencyError",
-           "Terminated", "UnknownNameError", "UserError", "is_user_error", "one_line", "run_cli", "storage_problem"]
+           "Terminated", "UnknownNameError", "UserError", "deferred_interrupts", "is_user_error", "one_line", "run_cli",
+           "storage_problem"]
 
 EXIT_USER_ERROR = 2
 """Exit status of a command stopped by a user error (as argparse uses for bad arguments)."""
@@ -117,6 +119,33 @@ def one_line(exc: BaseException) -> str:
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     text = str(message).strip() or type(exc).__name__
     return text.splitlines()[0] if "\n" in text else text
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as before.
+
+    For clean-up that must not be cut in half (removing a temporary folder): Python runs signal handlers between any
+    two bytecodes, so an interrupt in the middle of ``shutil.rmtree`` would leave half a folder behind. Outside the
+    main thread (where handlers cannot be changed) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    hold = lambda signum, frame: received.append(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            handler = previous[signal.Signals(received[0])]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(received[0])
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

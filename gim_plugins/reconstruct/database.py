@@ -24,6 +24,7 @@ import numpy as np
 
 from gim_plugins.colmap_ext.correspondences import Correspondences
 from gim_plugins.conf import Conf, to_plain
+from gim_plugins.errors import deferred_interrupts
 from gim_plugins.reconstruct.common import ReconstructPaths, read_json, resolve_conf, write_json
 from gim_plugins.reconstruct.correspondences import load_correspondences
 
@@ -81,7 +82,8 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
             counts = db.counts()
         os.replace(db_path, paths.database)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with deferred_interrupts():  # an interrupt now would leave half the folder
+            shutil.rmtree(work, ignore_errors=True)
     stats = correspondences.summary()
     info = {"key": key, "counts": counts, "verified_pairs": len(verified),
             "mean_inliers": float(np.mean(list(verified.values()))) if verified else 0.0,

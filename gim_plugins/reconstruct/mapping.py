@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gim_plugins.conf import Conf, to_plain
+from gim_plugins.errors import deferred_interrupts
 from gim_plugins.reconstruct.common import ReconstructPaths, read_json, resolve_conf, write_json
 
 __all__ = ["main"]
@@ -63,7 +64,8 @@ def main(conf: Mapping[str, Any] | None, paths: ReconstructPaths | Mapping[str, 
             paths.model.parent.mkdir(parents=True)
             shutil.move(str(models[0]), paths.model)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        with deferred_interrupts():  # an interrupt now would leave half the folder
+            shutil.rmtree(work, ignore_errors=True)
     num_images = int(info["counts"]["images"])
     stats = read_text_model(paths.model).statistics() if models else {
         "registered": 0, "points": 0, "observations": 0, "mean_track_length": 0.0,

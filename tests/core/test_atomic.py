@@ -39,3 +39,24 @@ def test_feature_files_follow_the_umask_not_private_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_feature_deferred_interrupts_hold_a_signal_until_the_block_ends() -> None:
+    """A SIGTERM inside the block does not cut it; the handler in force before runs once the block is done."""
+    import os
+    import signal
+
+    from gim_plugins.errors import deferred_interrupts
+
+    seen: list[str] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append("handler"))
+    try:
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # bytecodes at which Python would otherwise run the handler
+                pass
+            seen.append("block finished")
+        assert seen == ["block finished", "handler"]
+        assert signal.getsignal(signal.SIGTERM) is not None and seen.count("handler") == 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
