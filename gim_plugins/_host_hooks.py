@@ -23,6 +23,12 @@ Entry-point groups (any distribution may declare them; the entry-point name is t
     adapter: gim-plugins' hloc adapter declares a torch-only stand-in for the one torchvision call of
     ``hloc.match_dense`` (``F.resize`` on a tensor). Read only for the hloc step modules, whose import reads the
     environment's entry points for their confs anyway; interpreter start-up and ``kornia.feature`` never read them.
+``hloc.match_dense.wrappers`` (and the same for ``match_features``, ``extract_features``)
+    name = a top-level function of the host module; value = a factory ``wrap(original) -> replacement``. The module's
+    global is replaced right after its ``def`` (``python -m``) or right after the module ran (``import``), so the
+    host's own calls of that name go through the replacement. A replacement must keep the original's signature and
+    fall back to calling ``original`` for everything it does not handle itself: gim-plugins' hloc adapter wraps
+    ``match_dense`` to run batches of pairs through one forward pass, and leaves every other model to hloc.
 
 Rules: the host's own names always win (an hloc conf or model module, a ``kornia.feature`` attribute or submodule of
 the same name is used unchanged); of two plugins registering one name, the distribution found first on ``sys.path``
@@ -35,8 +41,8 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["FALLBACK_GROUPS", "GROUPS", "HOOKED", "entry_points", "find_spec", "import_error", "import_fallbacks",
-           "invalidate_caches", "merge_confs", "transform_source"]
+__all__ = ["FALLBACK_GROUPS", "GROUPS", "HOOKED", "WRAPPER_GROUPS", "entry_points", "find_spec", "import_error",
+           "import_fallbacks", "invalidate_caches", "merge_confs", "transform_source", "wrapped"]
 
 MODEL_PACKAGES = {"hloc.matchers": "hloc.matchers", "hloc.extractors": "hloc.extractors"}
 """Host package → entry-point group of the model modules served inside it."""
@@ -57,7 +63,12 @@ FALLBACK_GROUPS = {module: f"{module}.import_fallbacks" for module in CONF_MODUL
 """Host module → entry-point group of its import fallbacks ({module it imports: stand-in used only when that import
 fails}); see :func:`import_fallbacks`."""
 
-GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values(), *FALLBACK_GROUPS.values())
+WRAPPER_GROUPS = {module: f"{module}.wrappers" for module in CONF_MODULES}
+"""Host module → entry-point group of wrappers of its top-level functions ({function name: factory}); see
+:func:`wrapped`."""
+
+GROUPS = (*MODEL_PACKAGES.values(), *CONF_MODULES.values(), *ATTRIBUTE_MODULES.values(), *FALLBACK_GROUPS.values(),
+          *WRAPPER_GROUPS.values())
 
 HOOKED = frozenset(CONF_MODULES) | frozenset(ATTRIBUTE_MODULES)
 _installed: object = None
@@ -185,7 +196,41 @@ def _host_has_submodule(namespace: dict, name: str) -> bool:
     return PathFinder.find_spec(f"{namespace['__name__']}.{name}", path) is not None
 
 
+WRAPPED_MARK = "__gim_plugins_wrapped__"
+"""Attribute set on a replacement made by :func:`wrapped` (it holds the entry point's description)."""
+
+
+def wrapped(function: object, module_name: str, name: str) -> object:
+    """``function`` as the wrapper declared for ``<module_name>.<name>`` makes it, or unchanged when none is declared.
+
+    A wrapper that fails to load, raises, or returns something not callable issues a ``RuntimeWarning`` (once) and
+    the host's own function stays in place; a function already wrapped is returned as it is.
+    """
+    group = WRAPPER_GROUPS.get(module_name)
+    ep = entry_points(group).get(name) if group is not None else None
+    if ep is None or not callable(function) or getattr(function, WRAPPED_MARK, None):
+        return function
+    try:
+        replacement = ep.load()(function)  # type: ignore[attr-defined]
+        if not callable(replacement):
+            raise TypeError(f"the factory returned {type(replacement).__name__}, not a function")
+        setattr(replacement, WRAPPED_MARK, _describe(ep))
+    except Exception as exc:
+        _warn(f"{module_name}.{name} is left as it is: the wrapper {_describe(ep)} failed: {type(exc).__name__}: "
+              f"{exc}", key=f"wrap:{group}:{name}")
+        return function
+    return replacement
+
+
+def _wrap_functions(fullname: str, namespace: dict) -> None:
+    group = WRAPPER_GROUPS.get(fullname)
+    for name in entry_points(group) if group is not None else ():
+        if name in namespace:
+            namespace[name] = wrapped(namespace[name], fullname, name)
+
+
 def _after_exec(fullname: str, module: object) -> None:
+    _wrap_functions(fullname, module.__dict__)
     if fullname in CONF_MODULES:
         confs = module.__dict__.get(CONF_VARIABLE)
         if confs is None:
@@ -261,7 +306,30 @@ def transform_source(source: str | bytes, filename: str, fullname: str, *, fallb
     if fallbacks:
         for required, stand_in in import_fallbacks(fullname).items():
             _wrap_import(tree, required, stand_in)
+    _insert_wrappers(tree, fullname)
     return compile(tree, filename, "exec", dont_inherit=True)
+
+
+def _insert_wrappers(tree: object, fullname: str) -> None:
+    """After each top-level ``def name`` that has a declared wrapper: ``name = wrapped(name, module, "name")``.
+
+    Needed for ``python -m``, where the module's ``__main__`` block runs inside the module's own code, before any
+    hook could replace the global afterwards.
+    """
+    import ast
+
+    group = WRAPPER_GROUPS.get(fullname)
+    names = set(entry_points(group)) if group is not None else set()
+    if not names:
+        return
+    body = tree.body  # type: ignore[attr-defined]
+    for index in reversed(range(len(body))):
+        node = body[index]
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            call = ast.parse(f"{node.name} = __import__({__name__!r}, fromlist=['wrapped']).wrapped({node.name}, "
+                             f"{fullname!r}, {node.name!r})").body[0]
+            ast.increment_lineno(call, node.end_lineno - 1)
+            body.insert(index + 1, call)
 
 
 def _wrap_import(tree: object, required: str, stand_in: str) -> None:

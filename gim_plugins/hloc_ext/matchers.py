@@ -39,7 +39,7 @@ from hloc.utils.base_model import BaseModel
 
 from gim_plugins.conf import ConfError
 from gim_plugins.models.base import BaseMatcher, SparseMatcher
-from gim_plugins.types import Features
+from gim_plugins.types import Features, MatchResult
 
 __all__ = [
     "ALIKEDLightGlueMatcher",
@@ -97,11 +97,17 @@ class DenseMatcher(BaseModel):
     matcher_name: ClassVar[str | None] = None
     default_conf: ClassVar[dict[str, Any]] = {  # type: ignore[misc]  # hloc declares a plain dict
         "name": None, "matcher": None, "weights": None, "pretrained": True, "swap": True, "max_num_matches": None,
+        "batch_size": None,
     }
     required_inputs: ClassVar[list[str]] = ["image0", "image1"]  # type: ignore[misc]
 
     def _init(self, conf: dict[str, Any]) -> None:
-        self.net = build_matcher(conf, self.matcher_name, frozenset({"swap", "max_num_matches"}))
+        batch_size = conf.get("batch_size")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ConfError(f"hloc model option batch_size must be a positive integer or None (automatic: from "
+                            f"free GPU memory, one pair on the CPU), got {batch_size!r}")
+        self.net = build_matcher(conf, self.matcher_name, frozenset({"swap", "max_num_matches", "batch_size"}))
 
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         image0, image1 = data["image0"], data["image1"]
@@ -111,14 +117,21 @@ class DenseMatcher(BaseModel):
         swap = bool(self.conf["swap"])
         first, second = (image1, image0) if swap else (image0, image1)
         result = self.net.match(unit_range(first[0]), unit_range(second[0]))
+        return {k: v.to(image0.device) for k, v in self.outputs(result, swap=swap).items()}
+
+    def outputs(self, result: MatchResult, *, swap: bool) -> dict[str, torch.Tensor]:
+        """hloc's outputs of one pair from the matcher's result: sides swapped back, ``max_num_matches`` applied.
+
+        ``batch_size`` (``hloc.match_dense`` only): pairs per forward pass for the matchers that batch (gim_dkm,
+        gim_roma); ``None`` is automatic on CUDA and one pair on the CPU (:mod:`gim_plugins.hloc_ext.batched`).
+        """
         k0, k1 = (result.keypoints1, result.keypoints0) if swap else (result.keypoints0, result.keypoints1)
         scores = result.confidence
         top_k = self.conf["max_num_matches"]
         if top_k is not None and len(scores) > top_k:
             keep = torch.argsort(scores, descending=True)[:top_k]
             k0, k1, scores = k0[keep], k1[keep], scores[keep]
-        device = image0.device
-        return {"keypoints0": k0.to(device), "keypoints1": k1.to(device), "scores": scores.to(device)}
+        return {"keypoints0": k0, "keypoints1": k1, "scores": scores}
 
 
 class FeatureMatcher(BaseModel):

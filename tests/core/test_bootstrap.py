@@ -416,6 +416,48 @@ def test_feature_hloc_adapter_declares_the_torchvision_fallback() -> None:
     assert _host_hooks.import_fallbacks("kornia.feature") == {}  # kornia.feature's import never reads entry points
 
 
+def test_feature_function_wrappers_for_import_and_python_dash_m(standin: Path) -> None:
+    """A plugin's ``hloc.<step>.wrappers`` entry replaces the step's function, for ``import`` and ``python -m``;
+    the host's own callers (its ``__main__`` block) go through the replacement, which can call the original."""
+    write(standin / "plugin_pkg/wrap.py", """
+        def wrap_main(original):
+            def main(conf):
+                return "wrapped-" + original(conf)
+            return main
+
+
+        def broken(original):
+            raise RuntimeError("cannot wrap")
+    """)
+    entry_points = standin / "plugin_pkg-0.1.dist-info/entry_points.txt"
+    entry_points.write_text(entry_points.read_text() + "\n[hloc.match_dense.wrappers]\n"
+                            "main = plugin_pkg.wrap:wrap_main\nnot_in_module = plugin_pkg.wrap:wrap_main\n"
+                            "\n[hloc.match_features.wrappers]\nmain = plugin_pkg.wrap:broken\n")
+    proc = run_code(standin, """
+        from hloc import match_dense, match_features
+        print(match_dense.main(match_dense.confs["builtin"]), match_features.main(match_features.confs["builtin"]),
+              hasattr(match_dense, "not_in_module"))
+    """)
+    assert proc.stdout.split() == ["wrapped-builtin-out", "builtin-out", "False"]
+    assert proc.stderr.count("hloc.match_features.main is left as it is") == 1 and "cannot wrap" in proc.stderr
+    main = run_code(standin, RUN_AS_MAIN.format(module="hloc.match_dense", argv=["--conf", "builtin"]))
+    assert "OUTPUT=wrapped-builtin-out" in main.stdout.splitlines()
+    main = run_code(standin, RUN_AS_MAIN.format(module="hloc.match_features", argv=["--conf", "builtin"]))
+    assert "OUTPUT=builtin-out" in main.stdout.splitlines()
+    off = run_code(standin, "from hloc import match_dense\nprint(match_dense.main(match_dense.confs['builtin']))",
+                   env={"GIM_PLUGINS_NO_HOOKS": "1"})
+    assert off.stdout.strip() == "builtin-out"
+
+
+def test_feature_hloc_adapter_declares_the_match_dense_wrapper() -> None:
+    from gim_plugins import _host_hooks
+
+    _host_hooks.invalidate_caches()
+    declared = _host_hooks.entry_points("hloc.match_dense.wrappers")
+    assert {name: ep.value for name, ep in declared.items()} == {  # type: ignore[attr-defined]
+        "match_dense": "gim_plugins.hloc_ext.batched:wrap_match_dense"}
+
+
 # ---------------------------------------------------------------------------------------------------- kornia.feature
 
 

@@ -473,6 +473,72 @@ def test_feature_gim_roma_match_dense_writes_valid_h5(tmp_path: Path) -> None:
     assert len(idx) > 0 and idx[:, 0].max() < len(get_keypoints(features, "left.png"))
 
 
+def three_pairs(directory: Path) -> list[tuple[str, str]]:
+    """The motorcycle crops of :func:`small_pair` plus a third crop (shifted, smaller), as three pairs."""
+    small_pair(directory)
+    from gim_plugins.datasets import motorcycle
+
+    image = cv2.imread(str(motorcycle.paths()["left"]))
+    cv2.imwrite(str(directory / "third.png"), image[150:370, 230:510])
+    return [("left.png", "right.png"), ("right.png", "third.png"), ("left.png", "third.png")]
+
+
+def read_dense_matches(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    with h5py.File(path, "r") as fd:
+        out = {}
+        fd.visititems(lambda name, item: out.setdefault(name.rpartition("/")[0], {}).__setitem__(
+            name.rpartition("/")[2], item[()]) if isinstance(item, h5py.Dataset) else None)
+    return out
+
+
+def test_feature_match_dense_batched_equals_hloc_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``batch_size`` in the gim_roma conf: hloc's ``match_dense`` runs 3 pairs in one forward pass and writes what
+    hloc's own pair-by-pair loop writes (including the flip of a pair whose image0 is an existing reference)."""
+    import copy
+
+    from gim_plugins.registry import get_matcher_class
+
+    pairs = three_pairs(tmp_path / "images")
+    conf = copy.deepcopy(match_dense.confs["gim_roma"])
+    conf["model"].update(pretrained=False, h=112, w=112, upsample=False, num_samples=800, seed=0)
+    batches: list[int] = []
+    roma = get_matcher_class("gim_roma")
+    original_prepared = roma.match_prepared
+    monkeypatch.setattr(roma, "match_prepared", lambda self, prepared: (
+        batches.append(len(prepared)), original_prepared(self, prepared))[1])
+    assert hasattr(match_dense.match_dense, "__wrapped__"), "the hloc.match_dense.wrappers entry point is not active"
+
+    def run(batch_size: int | None, out: Path) -> dict[str, dict[str, np.ndarray]]:
+        conf["model"]["batch_size"] = batch_size
+        torch.manual_seed(0)  # random weights: the same in both runs
+        match_dense.match_dense(conf, pairs, tmp_path / "images", out, existing_refs=["right.png"])
+        return read_dense_matches(out)
+
+    single = run(None, tmp_path / "single.h5")  # the CPU without batch_size: hloc's own loop
+    assert batches == []
+    batched = run(3, tmp_path / "batched.h5")
+    assert batches == [3]
+    assert set(single) == set(batched) == {"left.png/right.png", "right.png/third.png", "left.png/third.png"}
+    for pair in single:
+        assert set(single[pair]) == set(batched[pair]) == {"keypoints0", "keypoints1", "scores"}
+        assert len(single[pair]["scores"]) > 100
+        for key in single[pair]:
+            assert batched[pair][key].dtype == single[pair][key].dtype
+            np.testing.assert_allclose(batched[pair][key], single[pair][key], atol=1e-3, err_msg=f"{pair} {key}")
+    # the flipped pair (image0 is a reference) keeps hloc's sides: keypoints0 lie in right.png (320×240)
+    k0 = batched["right.png/third.png"]["keypoints0"]
+    assert np.all((k0 > -0.5) & (k0 <= np.array([320, 240]) - 0.5))
+
+
+def test_exception_match_dense_batch_size_must_be_positive(tmp_path: Path) -> None:
+    import copy
+
+    conf = copy.deepcopy(match_dense.confs["gim_roma"])
+    conf["model"].update(pretrained=False, h=112, w=112, batch_size=0)
+    with pytest.raises(ConfError, match="batch_size must be a positive integer"):
+        dynamic_load(hloc_matchers, conf["model"]["name"])(conf["model"])
+
+
 def test_smoke_gim_loftr_hloc_cli(tmp_path: Path, loftr_checkpoint: Path) -> None:
     """``python -m hloc.match_dense --conf gim_loftr`` end to end, weights found through ``$GIM_WEIGHTS_DIR``."""
     pairs = small_pair(tmp_path / "images")
