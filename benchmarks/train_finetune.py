@@ -79,12 +79,20 @@ def main() -> None:
     curve = [sum(losses[i : i + window]) / len(losses[i : i + window]) for i in range(0, len(losses), window)]
     print(f"trained {len(losses)} steps in {seconds:.0f} s (validation included)")
     print(f"loss (mean per {window} steps): " + " ".join(f"{v:.3f}" for v in curve))
-    print(f"ZEB-mini ({int(before['pairs'])} pairs)   AUC@5   AUC@10  AUC@20")
+    subsets = sorted(k.partition("/")[2] for k in before if k.startswith("auc5/"))
+    print(f"ZEB-mini ({int(before['pairs'])} pairs)   AUC@5   AUC@10  AUC@20   "
+          + "  ".join(f"{name} AUC@5/10/20" for name in subsets))
+
+    def per_subset(values: dict) -> str:
+        return "  ".join(" ".join(f"{100 * float(values[f'auc{t}/{name}']):6.2f}" for t in (5, 10, 20))
+                         for name in subsets)
+
     print(f"before (step 0)     {100 * before['auc5']:6.2f}  {100 * before['auc10']:6.2f}  "
-          f"{100 * before['auc20']:6.2f}")
+          f"{100 * before['auc20']:6.2f}   {per_subset(before)}")
     for r in vals:
+        scalars = dict(item.split("=") for item in r["scalars"].split(";") if item)
         print(f"after step {int(r['step']):<8d} {100 * float(r['auc5']):6.2f}  {100 * float(r['auc10']):6.2f}  "
-              f"{100 * float(r['auc20']):6.2f}")
+              f"{100 * float(r['auc20']):6.2f}   {per_subset(scalars)}")
 
 
 if __name__ == "__main__":

@@ -99,13 +99,16 @@ class RunLog:
             self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def validation(self, step: int, epoch: int, result: Mapping[str, float]) -> None:
-        """One validation (AUC@5/10/20 as fractions)."""
+        """One validation (AUC@5/10/20 as fractions; per-subset ``aucN/<subset>`` values go into the scalars
+        column and TensorBoard)."""
         if not self.enabled:
             return
         aucs = [result["auc5"], result["auc10"], result["auc20"]]
-        self._row("val", step, epoch, None, None, aucs, result.get("seconds", 0.0), {"pairs": result["pairs"]})
+        per_subset = {k: v for k, v in result.items() if k.startswith("auc") and "/" in k}  # auc5/<subset>, …
+        self._row("val", step, epoch, None, None, aucs, result.get("seconds", 0.0),
+                  {"pairs": result["pairs"], **per_subset})
         if self._writer is not None:
-            for name, value in zip(("auc5", "auc10", "auc20"), aucs):
+            for name, value in (*zip(("auc5", "auc10", "auc20"), aucs), *per_subset.items()):
                 self._writer.add_scalar(f"val/{name}", value, step)
 
     def _row(self, kind: str, step: int, epoch: int, lr: float | None, loss: float | None,
