@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ FORMAT = "gim_plugins.features/1"
 _DATASETS = ("keypoints", "descriptors", "scores")
 LOCK_TIMEOUT = 300.0
 """Seconds a feature file access waits for another process's lock before giving up."""
+MAX_IN_MEMORY = 256
+"""Images whose features a file-backed cache keeps decoded (ALIKED's 2048 keypoints: about 1 MB each), so a
+reconstruction of thousands of images holds a flat few hundred MB instead of every image's features."""
 _NOTICE_AFTER = 3.0
 
 
@@ -146,6 +150,9 @@ class FeatureCache:
         path: an HDF5 file to persist features in; ``None`` keeps them in memory.
         overwrite: discard an existing file written with another fingerprint instead of refusing it.
         lock_timeout: seconds to wait for another process's lock on the file (then :class:`FeatureFileLockedError`).
+        max_in_memory: with a file, keep at most this many images' features decoded in memory (least recently used
+            go; the file keeps them), so memory stays flat however many images a run has; ``None``: no bound.
+            Without a file every entry stays in memory (nothing could be read back).
 
     Example:
         >>> cache = FeatureCache(load_matcher("aliked_lightglue"), "feats.h5")   # doctest: +SKIP
@@ -155,7 +162,8 @@ class FeatureCache:
     """
 
     def __init__(self, matcher: SparseMatcher, path: str | os.PathLike[str] | None = None, *,
-                 overwrite: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> None:
+                 overwrite: bool = False, lock_timeout: float = LOCK_TIMEOUT,
+                 max_in_memory: int | None = MAX_IN_MEMORY) -> None:
         if not getattr(matcher, "is_sparse", False):
             raise TypeError(f"matcher {getattr(matcher, 'name', matcher)!r} is dense; only sparse matchers extract "
                             "per-image features")
@@ -164,7 +172,10 @@ class FeatureCache:
         self.path = Path(path) if path is not None else None
         self.lock_timeout = float(lock_timeout)
         self.num_extracted = 0
-        self._memory: dict[str, Features] = {}
+        if max_in_memory is not None and (isinstance(max_in_memory, bool) or int(max_in_memory) < 1):
+            raise ValueError(f"max_in_memory must be a positive integer or None, got {max_in_memory!r}")
+        self.max_in_memory = None if self.path is None or max_in_memory is None else int(max_in_memory)
+        self._memory: OrderedDict[str, Features] = OrderedDict()
         if self.path is not None:
             self._open_file(overwrite)
 
@@ -227,6 +238,7 @@ class FeatureCache:
         """
         cached = self._memory.get(key)
         if cached is not None:
+            self._memory.move_to_end(key)
             return cached
         if self.path is not None and key in self:
             features = self._read(key)
@@ -236,8 +248,14 @@ class FeatureCache:
             self.num_extracted += 1
             if self.path is not None:
                 self._write(key, features)
-        self._memory[key] = features
+        self._remember(key, features)
         return features
+
+    def _remember(self, key: str, features: Features) -> None:
+        self._memory[key] = features
+        self._memory.move_to_end(key)
+        while self.max_in_memory is not None and len(self._memory) > self.max_in_memory:
+            self._memory.popitem(last=False)  # the file has it
 
     def discard(self, key: str) -> None:
         """Drop image ``key`` from memory (an HDF5 file keeps it): bounds memory when images come in order."""
@@ -252,7 +270,7 @@ class FeatureCache:
         """Store features extracted elsewhere with the same matcher (e.g. another process's cache of one run)."""
         if self.path is not None:
             self._write(key, features)
-        self._memory[key] = features
+        self._remember(key, features)
 
     def _write(self, key: str, features: Features) -> None:
         with self._h5("a") as handle:

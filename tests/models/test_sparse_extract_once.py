@@ -91,3 +91,26 @@ def test_feature_half_written_entry_is_extracted_again(counted, images, tmp_path
     features = cache.get(name, images[name])
     assert len(calls) == 1 and features.image_size == tuple(images[name].shape[-2:])
     assert name in FeatureCache(matcher, path)
+
+
+def test_cardinality_file_backed_cache_keeps_a_bounded_number_in_memory(counted, images, tmp_path):
+    """``max_in_memory=2``: never more than 2 images decoded, evicted ones read back from the file (not extracted
+    again) with the same tensors; the same matches as an unbounded cache."""
+    matcher, calls = counted
+    calls.clear()
+    unbounded = _all_pairs(FeatureCache(matcher, None), images)
+    calls.clear()
+    bounded = FeatureCache(matcher, tmp_path / "feats.h5", max_in_memory=2)
+    sizes = []
+    results = {}
+    for a, b in itertools.combinations(sorted(images), 2):
+        results[(a, b)] = bounded.match(a, b, images[a], images[b]).keypoints0
+        sizes.append(len(bounded._memory))
+    assert max(sizes) == 2 and bounded.num_extracted == NUM_IMAGES and len(calls) == NUM_IMAGES
+    assert all(torch.equal(results[pair], unbounded[pair]) for pair in unbounded)
+    memory_only = FeatureCache(matcher, None, max_in_memory=2)  # nothing to read back: no bound
+    for name in images:
+        memory_only.get(name, images[name])
+    assert len(memory_only._memory) == NUM_IMAGES
+    with pytest.raises(ValueError, match="max_in_memory must be a positive integer"):
+        FeatureCache(matcher, tmp_path / "other.h5", max_in_memory=0)
