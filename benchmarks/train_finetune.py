@@ -8,7 +8,7 @@ opening, schedule and checkpoints; validation every ``--val-every`` steps), and 
 (means over windows of steps) and AUC@5/10/20 before and after. Whether fine-tuning helped is whatever it prints.
 
     python benchmarks/train_finetune.py --data zeromatch/ [--preset aliked_lightglue] [--steps 60] [--size 320]
-        [--zeb zeb_mini/] [--out runs/finetune] [--set key=value …]
+        [--zeb zeb_mini/] [--out runs/finetune] [--set key=value …] [--plot curve.png]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/finetune"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw the loss curve and AUC@5 into this PNG")
     args = parser.parse_args()
 
     import torch
@@ -93,6 +94,39 @@ def main() -> None:
         scalars = dict(item.split("=") for item in r["scalars"].split(";") if item)
         print(f"after step {int(r['step']):<8d} {100 * float(r['auc5']):6.2f}  {100 * float(r['auc10']):6.2f}  "
               f"{100 * float(r['auc20']):6.2f}   {per_subset(scalars)}")
+    if args.plot is not None:
+        plot(args.plot, losses, window, before, vals, subsets, title=f"{args.preset} fine-tune, {machine(args.device)}")
+
+
+def plot(path: Path, losses: list[float], window: int, before: dict, vals: list[dict], subsets: list[str],
+         title: str) -> None:
+    """Loss per step (and its running mean over ``window`` steps) beside AUC@5 per validation (mean and subsets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = list(range(1, len(losses) + 1))
+    left.plot(steps, losses, lw=0.6, alpha=0.4, label="loss per step")
+    running = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
+               for i in range(len(losses))]
+    left.plot(steps, running, lw=1.8, label=f"mean of {window} steps")
+    left.set_xlabel("step")
+    left.set_ylabel("loss")
+    left.legend()
+    val_steps = [0] + [int(r["step"]) for r in vals]
+    rows = [before] + [{**r, **dict(i.split("=") for i in r["scalars"].split(";") if i)} for r in vals]
+    right.plot(val_steps, [100 * float(r["auc5"]) for r in rows], "o-", lw=2, label="ZEB-mini mean")
+    for name in subsets:
+        right.plot(val_steps, [100 * float(r[f"auc5/{name}"]) for r in rows], "s--", label=name)
+    right.set_xlabel("step")
+    right.set_ylabel("AUC@5 (%)")
+    right.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":
