@@ -55,8 +55,11 @@ def pairs(count: int) -> list[tuple[Any, Any]]:
 
 
 def build(name: str, conf: dict[str, Any], device: str, state: dict | None) -> Any:
+    import torch
+
     from gim_plugins.registry import get_matcher_class
 
+    torch.manual_seed(0)  # gim_roma keeps its frozen DINOv2 outside the state dict: the seed makes it the same too
     matcher = get_matcher_class(name)(conf, pretrained=False, device=device).eval()
     if state is not None:
         matcher.load_state_dict(state)
