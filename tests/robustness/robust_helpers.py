@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -61,9 +62,20 @@ def check_ok(outcome: Outcome) -> None:
 
 
 def gim_process(*argv: Any, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    """The real ``gim`` console entry (``python -m gim_plugins``) as a subprocess."""
+    """The real ``gim`` console entry (``python -m gim_plugins``) as a subprocess, with SIGINT as a terminal gives it.
+
+    A test suite started in the background of a non-interactive shell (``make test &``, some CI runners) inherits
+    SIGINT *ignored*, and Python then never installs its KeyboardInterrupt handler: a Ctrl-C test would see the run
+    finish instead. The child therefore starts with SIGINT at its default, as when a user runs ``gim`` and presses
+    Ctrl-C.
+    """
     return subprocess.Popen([sys.executable, "-m", "gim_plugins", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            preexec_fn=_default_sigint, **kwargs)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ------------------------------------------------------------------------------------------------------ folders
