@@ -69,13 +69,16 @@ def gim_process(*argv: Any, env: dict[str, str] | None = None, **kwargs: Any) ->
     finish instead. The child therefore starts with SIGINT at its default, as when a user runs ``gim`` and presses
     Ctrl-C.
     """
+    then = kwargs.pop("preexec_fn", None)  # e.g. a resource limit of the caller's, applied after
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if then is not None:
+            then()
+
     return subprocess.Popen([sys.executable, "-m", "gim_plugins", *map(str, argv)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
-                            preexec_fn=_default_sigint, **kwargs)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                            preexec_fn=preexec, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------ folders
