@@ -64,23 +64,18 @@ def _match_batched(host: dict, model_class: type, conf: dict, pairs: list, image
     import h5py
     import torch
 
-    from gim_plugins.hloc_ext.matchers import unit_range
     from gim_plugins.models.batching import default_workers, iter_matches
 
     model = model_class(conf["model"]).eval().to(device)
     dataset = host["ImagePairDataset"](image_dir, conf["preprocessing"], pairs)
     loader = torch.utils.data.DataLoader(dataset, num_workers=default_workers(), batch_size=1, shuffle=False)
-    swap = bool(model.conf["swap"])
     references = set(existing_refs)
 
     def items() -> Iterator[tuple[tuple, torch.Tensor, torch.Tensor]]:
         for image0, image1, scale0, scale1, (name0,), (name1,) in loader:
             flip = name0 in references  # hloc refines the query's keypoints: it feeds (image1, image0) then
-            first, second = (image1, image0) if flip else (image0, image1)
-            if swap:
-                first, second = second, first
             key = (name0, name1, scale0[0].numpy(), scale1[0].numpy(), flip)
-            yield key, unit_range(first[0]), unit_range(second[0])
+            yield key, *model.inputs(*((image1, image0) if flip else (image0, image1)))
 
     scale_keypoints, names_to_pair = host["scale_keypoints"], host["names_to_pair"]
     host["logger"].info("Performing dense matching, %s pairs per forward pass...",
@@ -88,7 +83,7 @@ def _match_batched(host: dict, model_class: type, conf: dict, pairs: list, image
     with torch.no_grad(), h5py.File(str(match_path), "a") as fd:
         for (name0, name1, scale0, scale1, flip), result in iter_matches(
                 model.net, items(), batch_size=conf["model"].get("batch_size")):
-            pred = model.outputs(result, swap=swap)
+            pred = model.outputs(result)
             if flip:
                 pred = {**pred, "keypoints0": pred["keypoints1"], "keypoints1": pred["keypoints0"]}
             kpts0 = scale_keypoints(pred["keypoints0"] + 0.5, scale0) - 0.5

@@ -19,6 +19,9 @@ hloc model conf (``conf["model"]``; hloc adds its ``name``):
     image1 as the network's image0 and swaps the outputs back (as hloc's LoFTR and GIM's DKM wrappers do).
 ``max_num_matches`` (dense only)
     keep the highest-scoring matches only.
+``batch_size`` (``match_dense`` only)
+    pairs per forward pass for the matchers that batch (gim_dkm, gim_roma); ``None`` is automatic on CUDA and one
+    pair on the CPU (:mod:`gim_plugins.hloc_ext.batched`).
 any other key
     an option of the ``gim_plugins`` matcher (its ``default_conf``); an unknown option is an error listing the known.
 
@@ -102,11 +105,12 @@ class DenseMatcher(BaseModel):
     required_inputs: ClassVar[list[str]] = ["image0", "image1"]  # type: ignore[misc]
 
     def _init(self, conf: dict[str, Any]) -> None:
-        batch_size = conf.get("batch_size")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ConfError(f"hloc model option batch_size must be a positive integer or None (automatic: from "
-                            f"free GPU memory, one pair on the CPU), got {batch_size!r}")
+        from gim_plugins.models.batching import check_batch_size
+
+        try:
+            check_batch_size(conf.get("batch_size"))
+        except ValueError as exc:
+            raise ConfError(f"hloc model option {exc}") from None
         self.net = build_matcher(conf, self.matcher_name, frozenset({"swap", "max_num_matches", "batch_size"}))
 
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,17 +118,18 @@ class DenseMatcher(BaseModel):
         for label, image in (("image0", image0), ("image1", image1)):
             if image.ndim != 4 or image.shape[0] != 1:
                 raise ValueError(f"{label}: hloc passes one (1, C, H, W) image per pair, got {tuple(image.shape)}")
+        result = self.net.match(*self.inputs(image0, image1))
+        return {k: v.to(image0.device) for k, v in self.outputs(result).items()}
+
+    def inputs(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's two ``(C, H, W)`` images of hloc's ``(1, C, H, W)`` pair: sides swapped when ``swap``,
+        preprocessing noise clipped (:func:`unit_range`)."""
+        first, second = (image1, image0) if self.conf["swap"] else (image0, image1)
+        return unit_range(first[0]), unit_range(second[0])
+
+    def outputs(self, result: MatchResult) -> dict[str, torch.Tensor]:
+        """hloc's outputs of the pair :meth:`inputs` made: sides swapped back, ``max_num_matches`` applied."""
         swap = bool(self.conf["swap"])
-        first, second = (image1, image0) if swap else (image0, image1)
-        result = self.net.match(unit_range(first[0]), unit_range(second[0]))
-        return {k: v.to(image0.device) for k, v in self.outputs(result, swap=swap).items()}
-
-    def outputs(self, result: MatchResult, *, swap: bool) -> dict[str, torch.Tensor]:
-        """hloc's outputs of one pair from the matcher's result: sides swapped back, ``max_num_matches`` applied.
-
-        ``batch_size`` (``hloc.match_dense`` only): pairs per forward pass for the matchers that batch (gim_dkm,
-        gim_roma); ``None`` is automatic on CUDA and one pair on the CPU (:mod:`gim_plugins.hloc_ext.batched`).
-        """
         k0, k1 = (result.keypoints1, result.keypoints0) if swap else (result.keypoints0, result.keypoints1)
         scores = result.confidence
         top_k = self.conf["max_num_matches"]

@@ -30,7 +30,8 @@ import torch
 
 from gim_plugins.types import MatchResult
 
-__all__ = ["MAX_BATCH", "MEMORY_SHARE", "BatchSizer", "batch_size_for_memory", "default_workers", "iter_matches"]
+__all__ = ["MAX_BATCH", "MEMORY_SHARE", "BatchSizer", "batch_size_for_memory", "check_batch_size", "default_workers",
+           "iter_matches"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ MEMORY_SHARE = 0.8
 def default_workers() -> int:
     """Background threads preparing images: half the cores, 1 to 4."""
     return min(4, max(1, (os.cpu_count() or 2) // 2))
+
+
+def check_batch_size(value: Any) -> int | None:
+    """``value`` as a batch size: a positive integer, or ``None`` for automatic.
+
+    Raises:
+        ValueError: anything else (``True`` included: a flag is not a size).
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"batch_size must be a positive integer or None (automatic), got {value!r}")
+    return value
 
 
 def batch_size_for_memory(available_bytes: float, per_pair_bytes: float, max_batch: int = MAX_BATCH) -> int:
@@ -63,8 +75,7 @@ class BatchSizer:
     """
 
     def __init__(self, matcher: Any, requested: int | None = None, max_batch: int = MAX_BATCH) -> None:
-        if requested is not None and (not isinstance(requested, int) or requested < 1):
-            raise ValueError(f"batch_size must be a positive integer or None (automatic), got {requested!r}")
+        check_batch_size(requested)
         self.matcher = matcher
         self.device = torch.device(matcher.device)
         batching = bool(getattr(matcher, "supports_batching", False))
